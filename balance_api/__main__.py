@@ -1,0 +1,67 @@
+"""Command line: ``python -m balance_api {migrate,serve,prune-idempotency}``."""
+import argparse
+import datetime
+import logging
+import sys
+
+from . import idempotency
+from .config import Settings
+from .db import database, migrate, open_database
+
+
+def _open(settings):
+    db = open_database(settings.database_url, pool_size=settings.pool_size,
+                       busy_timeout=settings.sqlite_busy_timeout)
+    database.initialize(db)
+    return db
+
+
+def cmd_migrate(settings, args):
+    applied = migrate(_open(settings))
+    print('applied: %s' % (', '.join(applied) or 'nothing, the schema is up to date'))
+    return 0
+
+
+def cmd_serve(settings, args):
+    from .server import GunicornServer, default_workers
+    # Once, before any worker forks; the migration lock makes racing servers safe.
+    db = _open(settings)
+    migrate(db)
+    db.close_all() if hasattr(db, 'close_all') else db.close()
+    options = {'bind': '%s:%d' % (args.host, args.port),
+               'workers': args.workers or default_workers()}
+    GunicornServer(options, settings).run()
+    return 0
+
+
+def cmd_prune_idempotency(settings, args):
+    db = _open(settings)
+    with db.connection_context():
+        removed = idempotency.prune(db, datetime.timedelta(hours=args.older_than_hours))
+    print('removed %d idempotency keys' % removed)
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog='python -m balance_api')
+    commands = parser.add_subparsers(dest='command', required=True)
+    commands.add_parser('migrate', help='apply pending schema migrations')
+    serve = commands.add_parser('serve', help='migrate, then serve the API under gunicorn')
+    serve.add_argument('--host', default='127.0.0.1')
+    serve.add_argument('--port', type=int, default=8000)
+    serve.add_argument('--workers', type=int, default=0,
+                       help='worker processes (default: 2 x cores + 1)')
+    prune = commands.add_parser('prune-idempotency', help='forget old idempotency keys')
+    prune.add_argument('--older-than-hours', type=float, default=48.0,
+                       help='at least 24 (default 48)')
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO,
+                        format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+    settings = Settings.from_env()
+    handler = {'migrate': cmd_migrate, 'serve': cmd_serve,
+               'prune-idempotency': cmd_prune_idempotency}[args.command]
+    return handler(settings, args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

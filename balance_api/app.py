@@ -1,0 +1,114 @@
+"""The application factory: wires database, middleware, routes and error handlers."""
+import functools
+import json
+import logging
+from decimal import Decimal
+
+import falcon
+import falcon.media
+import peewee
+import swagger_ui_bundle
+
+from . import errors
+from .config import Settings
+from .db import database, open_database
+from .ledger import Ledger
+from .middleware import BodyLimit, DatabaseConnection, RequestId
+from .openapi import build_spec
+from .resources.accounts import BalanceCollection, BalanceItem, Transfer, UserCollection, UserDelete
+from .resources.common import CommandRunner
+from .resources.history import History
+from .resources.meta import DocsPage, Health, OpenApiDocument, Ready
+
+log = logging.getLogger('balance_api')
+
+# Falcon's own errors (routing, media parsing) in the API's numbered form.
+_HTTP_ERRORS = {
+    404: errors.RouteNotFound,
+    405: errors.MethodNotAllowed,
+    411: errors.LengthRequired,
+    413: errors.BodyTooLarge,
+    415: errors.UnsupportedContentType,
+}
+
+
+def _refuse_constant(name):
+    raise ValueError('%s is not a number' % name)
+
+
+def _render(resp, error, headers=None):
+    resp.status = error.status
+    resp.media = error.to_dict()
+    for name, value in (headers or {}).items():
+        resp.set_header(name, value)
+
+
+def _request_id(req):
+    return getattr(req.context, 'request_id', '-')
+
+
+def handle_api_error(req, resp, ex, params):
+    if ex.status.startswith('5'):
+        log.error('request %s failed: %d %s', _request_id(req), ex.code, ex.detail or ex.message)
+    _render(resp, ex)
+
+
+def handle_http_error(req, resp, ex, params):
+    if isinstance(ex, falcon.MediaMalformedError):
+        error = errors.MalformedBody()
+    else:
+        error = _HTTP_ERRORS.get(ex.status_code, errors.BadRequest)()
+    _render(resp, error, ex.headers)
+
+
+def handle_database_unavailable(req, resp, ex, params):
+    log.warning('request %s: database unavailable: %s', _request_id(req), ex)
+    _render(resp, errors.DatabaseUnavailable())
+
+
+def handle_unexpected(req, resp, ex, params):
+    log.exception('request %s failed unexpectedly', _request_id(req))
+    _render(resp, errors.InternalError())
+
+
+def create_app(settings=None, db=None):
+    """Build the WSGI application. Connects to nothing until the first request."""
+    settings = settings or Settings.from_env()
+    db = db or open_database(settings.database_url, pool_size=settings.pool_size,
+                             busy_timeout=settings.sqlite_busy_timeout)
+    database.initialize(db)
+
+    app = falcon.App(middleware=[RequestId(), BodyLimit(settings.max_body_bytes),
+                                 DatabaseConnection(db)])
+    json_handler = falcon.media.JSONHandler(
+        loads=functools.partial(json.loads, parse_float=Decimal,
+                                parse_constant=_refuse_constant))
+    app.req_options.media_handlers = falcon.media.Handlers({
+        falcon.MEDIA_JSON: json_handler,
+        falcon.MEDIA_URLENCODED: falcon.media.URLEncodedFormHandler(keep_blank=True),
+    })
+    app.resp_options.media_handlers[falcon.MEDIA_JSON] = json_handler
+
+    ledger = Ledger(db)
+    commands = CommandRunner(db)
+    app.add_route('/balance', BalanceCollection(ledger))
+    app.add_route('/balance/{user_id}', BalanceItem(ledger, commands))
+    app.add_route('/user', UserCollection(ledger, commands))
+    app.add_route('/balance_delete_user/{user_id}', UserDelete(ledger, commands))
+    app.add_route('/transfer', Transfer(ledger, commands))
+    history = History(db)
+    app.add_route('/history', history)
+    app.add_route('/history/{query}', history)
+    app.add_route('/health', Health())
+    app.add_route('/ready', Ready(db))
+    app.add_route('/openapi.json', OpenApiDocument(build_spec()))
+    app.add_route('/api/docs', DocsPage())
+    app.add_static_route('/api/docs/static', swagger_ui_bundle.swagger_ui_path)
+
+    # Most specific first wins in Falcon, whatever the order added.
+    app.add_error_handler(Exception, handle_unexpected)
+    app.add_error_handler(falcon.HTTPError, handle_http_error)
+    app.add_error_handler((peewee.OperationalError, peewee.InterfaceError),
+                          handle_database_unavailable)
+    app.add_error_handler(errors.ApiError, handle_api_error)
+    return app

@@ -1,0 +1,26 @@
+"""Settings, read from the environment once at start."""
+import dataclasses
+import os
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    # peewee's playhouse.db_url form: sqlite:///path.db or postgresql://user@host:port/db
+    database_url: str = 'sqlite:///balance_api.db'
+    # Request bodies larger than this are refused before they are read.
+    max_body_bytes: int = 64 * 1024
+    # PostgreSQL connections each worker process may hold.
+    pool_size: int = 4
+    # Seconds a SQLite writer waits for the write lock before giving up (503).
+    sqlite_busy_timeout: float = 30.0
+
+    @classmethod
+    def from_env(cls, environ=None):
+        env = os.environ if environ is None else environ
+        defaults = cls()
+        return cls(
+            database_url=env.get('DATABASE_URL', defaults.database_url),
+            max_body_bytes=int(env.get('MAX_BODY_BYTES', defaults.max_body_bytes)),
+            pool_size=int(env.get('DB_POOL_SIZE', defaults.pool_size)),
+            sqlite_busy_timeout=float(env.get('SQLITE_BUSY_TIMEOUT', defaults.sqlite_busy_timeout)),
+        )

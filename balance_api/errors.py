@@ -1,0 +1,222 @@
+"""Every error the API can answer with: a numeric code, a message, a status.
+
+Clients match on ``code``; codes and messages of 501-512 are kept from the
+service this one replaces. Services raise these; only the error handler in
+``balance_api.app`` knows how they are rendered.
+"""
+import falcon
+
+
+class ApiError(Exception):
+    """Base of every error the API reports to its clients."""
+
+    code = 500
+    message = 'Internal server error'
+    status = falcon.HTTP_500
+
+    def __init__(self, detail=None):
+        super().__init__(detail or self.message)
+        self.detail = detail
+
+    def to_dict(self):
+        return {'code': self.code, 'message': self.message}
+
+
+class UserCreateFailed(ApiError):
+    """The database refused a new user for a reason other than bad input."""
+    code, message, status = 501, 'Failed to add new user', falcon.HTTP_500
+
+
+class UserDeleteFailed(ApiError):
+    """The database failed while deleting a user."""
+    code, message, status = 502, 'Delete user failed', falcon.HTTP_500
+
+
+class BalanceChangeFailed(ApiError):
+    """The database failed while moving money (add, sub or transfer)."""
+    code, message, status = 503, 'Failed to add/sub balance to user', falcon.HTTP_500
+
+
+class OperationMismatch(ApiError):
+    """``operation`` is neither ``add`` nor ``sub``."""
+    code = 504
+    message = 'Operation type mismatch. Failed to add/sub balance to user'
+    status = falcon.HTTP_422
+
+
+class InsufficientFunds(ApiError):
+    """A balance may never go below zero."""
+    code, message, status = 505, 'User has not enough money', falcon.HTTP_409
+
+
+class InvalidUserId(ApiError):
+    """A user id is a positive integer that fits a signed 64-bit column."""
+    code, message, status = 507, 'User ID format is not correct', falcon.HTTP_422
+
+
+class InvalidAmount(ApiError):
+    """An amount is positive, with at most 17 integer digits and 2 decimals."""
+    code = 508
+    message = 'balance format is not correct (use decimal 19.2). (1.04 for example)'
+    status = falcon.HTTP_422
+
+
+class UserNotFound(ApiError):
+    """The user never existed or was deleted."""
+    code, message, status = 509, 'User does not exist', falcon.HTTP_404
+
+
+class NonZeroBalance(ApiError):
+    """Only a user whose balance is zero can be deleted: money never vanishes."""
+    code = 511
+    message = 'Delete user failed - non zero balance'
+    status = falcon.HTTP_409
+
+
+class JournalWriteFailed(ApiError):
+    """The audit journal could not be written, so the change was rolled back."""
+    code, message, status = 512, 'Failed saving balance history', falcon.HTTP_500
+
+
+class SameSenderReceiver(ApiError):
+    """A transfer needs two different users."""
+    code = 513
+    message = 'Sender and receiver must be different users'
+    status = falcon.HTTP_422
+
+
+class InvalidHistoryDate(ApiError):
+    """History dates are UTC days written YYYY-MM-DD."""
+    code = 514
+    message = 'History date format is not correct (use YYYY-MM-DD)'
+    status = falcon.HTTP_422
+
+
+class UnknownHistoryKey(ApiError):
+    """History takes only uid, date-start, date-end, limit and after_id, once each."""
+    code = 515
+    message = 'History query is not correct (keys: uid, date-start, date-end, limit, after_id)'
+    status = falcon.HTTP_422
+
+
+class InvalidHistoryRange(ApiError):
+    """date-start may not come after date-end."""
+    code, message, status = 516, 'History date-start is after date-end', falcon.HTTP_422
+
+
+class InvalidPaging(ApiError):
+    """limit and after_id are positive integers (after_id may be 0)."""
+    code = 517
+    message = 'History paging is not correct (limit and after_id are positive integers)'
+    status = falcon.HTTP_422
+
+
+class IdempotencyKeyReused(ApiError):
+    """An Idempotency-Key names one request; its retries must repeat it exactly."""
+    code = 518
+    message = 'Idempotency-Key was already used with a different request'
+    status = falcon.HTTP_409
+
+
+class InvalidIdempotencyKey(ApiError):
+    """An Idempotency-Key is 1 to 255 visible ASCII characters."""
+    code = 519
+    message = 'Idempotency-Key format is not correct (1 to 255 visible ASCII characters)'
+    status = falcon.HTTP_422
+
+
+class BodyTooLarge(ApiError):
+    """Request bodies are small; a large one is refused before it is read."""
+    code, message, status = 520, 'Request body is too large', falcon.HTTP_413
+
+
+class LengthRequired(ApiError):
+    """A body must announce its size so an oversized one can be refused unread."""
+    code = 521
+    message = 'Request body needs a Content-Length header'
+    status = falcon.HTTP_411
+
+
+class UnsupportedContentType(ApiError):
+    """Bodies are application/x-www-form-urlencoded or application/json."""
+    code = 522
+    message = 'Content type is not supported (use application/x-www-form-urlencoded or application/json)'
+    status = falcon.HTTP_415
+
+
+class MalformedBody(ApiError):
+    """The body could not be decoded, or is not one object of fields."""
+    code = 523
+    message = 'Request body is malformed (expected one form or JSON object, UTF-8)'
+    status = falcon.HTTP_400
+
+
+class UnknownField(ApiError):
+    """A body field the endpoint does not know; typos must not pass silently."""
+    code, message, status = 524, 'Request has an unknown field', falcon.HTTP_422
+
+
+class BalanceOverflow(ApiError):
+    """A balance never exceeds what DECIMAL(19,2) can hold."""
+    code = 525
+    message = 'Resulting balance would exceed the maximum (decimal 19.2)'
+    status = falcon.HTTP_422
+
+
+class InvalidDescription(ApiError):
+    """trans_desc is text of at most 255 characters."""
+    code = 526
+    message = 'trans_desc format is not correct (text of at most 255 characters)'
+    status = falcon.HTTP_422
+
+
+class InvalidContact(ApiError):
+    """email must look like an address; msisdn is 6 to 15 digits, optionally after '+'."""
+    code = 527
+    message = 'email or msisdn format is not correct'
+    status = falcon.HTTP_422
+
+
+class ContactTaken(ApiError):
+    """email and msisdn are unique among users."""
+    code = 528
+    message = 'email or msisdn already belongs to another user'
+    status = falcon.HTTP_409
+
+
+class RouteNotFound(ApiError):
+    """No endpoint lives at this path."""
+    code, message, status = 529, 'Not found', falcon.HTTP_404
+
+
+class MethodNotAllowed(ApiError):
+    """The path exists but not with this method."""
+    code, message, status = 530, 'Method not allowed', falcon.HTTP_405
+
+
+class DatabaseUnavailable(ApiError):
+    """The database could not be reached or stayed locked; retry with the same Idempotency-Key."""
+    code = 531
+    message = 'Database is unavailable, retry later'
+    status = falcon.HTTP_503
+
+
+class InternalError(ApiError):
+    """An unexpected failure; its details are in the log under the request id."""
+    code, message, status = 532, 'Internal server error', falcon.HTTP_500
+
+
+class BadRequest(ApiError):
+    """A request the HTTP layer refused for a reason no other code names."""
+    code, message, status = 533, 'Bad request', falcon.HTTP_400
+
+
+def all_errors():
+    """Every error class, ordered by code (the README and OpenAPI list them)."""
+    found, pending = [], [ApiError]
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if cls is not ApiError:
+            found.append(cls)
+    return sorted(found, key=lambda cls: cls.code)

@@ -1,0 +1,84 @@
+"""Exactly-once execution of mutating requests sent with an Idempotency-Key.
+
+The key is claimed, the operation runs and its answer is stored in one
+transaction, so a key is recorded exactly when its effect is. A retry of
+the same request gets the stored answer; a concurrent retry waits on the
+key's row lock until the first one commits, then gets the stored answer
+too. Refusals (4xx) are stored like successes, so a retry can never turn a
+refused transfer into an executed one; failures (5xx) roll everything back
+and may be retried.
+"""
+import datetime
+import hashlib
+import json
+import re
+from typing import NamedTuple
+
+from . import errors
+from .db import write_transaction
+from .ledger import utc_now
+from .models import IdempotencyRecord
+
+KEY_PATTERN = re.compile(r'[\x21-\x7e]{1,255}')
+
+
+class Outcome(NamedTuple):
+    status: int
+    body: object
+    replayed: bool = False
+
+
+def fingerprint(method, path, payload):
+    """What identifies a request: its method, path and validated input."""
+    canonical = json.dumps([method, path, payload], sort_keys=True, default=str,
+                           separators=(',', ':'))
+    return hashlib.sha256(canonical.encode('utf-8')).hexdigest()
+
+
+def validate_key(key):
+    if key is not None and not KEY_PATTERN.fullmatch(key):
+        raise errors.InvalidIdempotencyKey()
+    return key
+
+
+def execute(db, key, request_fingerprint, operation, clock=utc_now):
+    """Run ``operation() -> Outcome`` once per key.
+
+    Without a key the operation simply runs; it owns its transaction.
+    """
+    if key is None:
+        return operation()
+
+    with write_transaction(db):
+        claimed = (IdempotencyRecord
+                   .insert(key=key, fingerprint=request_fingerprint, status=0, body='',
+                           created_at=clock())
+                   .on_conflict_ignore().as_rowcount().execute())
+        if not claimed:
+            record = IdempotencyRecord.get(IdempotencyRecord.key == key)
+            if record.fingerprint != request_fingerprint:
+                raise errors.IdempotencyKeyReused()
+            return Outcome(record.status, json.loads(record.body), replayed=True)
+
+        try:
+            # A savepoint: a refusal undoes the operation but keeps the claim.
+            with write_transaction(db):
+                outcome = operation()
+        except errors.ApiError as exc:
+            if exc.status.startswith('5'):
+                raise
+            outcome = Outcome(int(exc.status[:3]), exc.to_dict())
+
+        (IdempotencyRecord
+         .update(status=outcome.status, body=json.dumps(outcome.body))
+         .where(IdempotencyRecord.key == key).execute())
+        return outcome
+
+
+def prune(db, older_than, clock=utc_now):
+    """Forget keys older than ``older_than`` (a timedelta); returns how many."""
+    if older_than < datetime.timedelta(hours=24):
+        raise ValueError('idempotency keys are kept at least 24 hours')
+    with write_transaction(db):
+        return (IdempotencyRecord.delete()
+                .where(IdempotencyRecord.created_at < clock() - older_than).execute())

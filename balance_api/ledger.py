@@ -1,0 +1,206 @@
+"""The money core: users, deposits, withdrawals and transfers.
+
+Every public method runs in one database transaction: the balance change,
+its journal entry and its postings commit together or not at all. Rows are
+locked in ascending account id, so two opposite transfers cannot deadlock.
+Every rule is checked before the first write, so a refused request leaves
+nothing behind even inside a caller's larger transaction.
+"""
+import contextlib
+import datetime
+import hashlib
+import uuid
+from typing import NamedTuple
+
+import peewee
+
+from . import errors
+from .chain import GENESIS_HASH, posting_hash
+from .db import is_postgres, write_transaction
+from .models import EXTERNAL_ACCOUNT_ID, Account, JournalEntry, Posting
+from .money import ZERO, fits
+
+
+class Balance(NamedTuple):
+    user_id: int
+    balance: object  # Decimal
+
+
+def utc_now():
+    # Stored without tzinfo: every timestamp in the database is UTC.
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+def new_transaction_hash():
+    """A 32-hex MD5 transaction hash, unique even for identical requests."""
+    return hashlib.md5(uuid.uuid4().bytes).hexdigest()
+
+
+@contextlib.contextmanager
+def _failures_as(error_class):
+    """Report a database failure as ``error_class`` (connection loss excepted)."""
+    try:
+        yield
+    except (errors.ApiError, peewee.OperationalError, peewee.InterfaceError):
+        # Domain errors are already precise; a lost or locked database is
+        # reported as such by the application's handler (503, retryable).
+        raise
+    except peewee.DatabaseError as exc:
+        raise error_class(str(exc)) from exc
+
+
+class Ledger:
+    def __init__(self, db, clock=utc_now):
+        self.db = db
+        self.clock = clock
+
+    # -- reads ---------------------------------------------------------
+
+    def balance(self, user_id):
+        row = (Account.select(Account.id, Account.balance)
+               .where((Account.id == user_id) & Account.deleted_at.is_null())
+               .tuples().first())
+        if row is None:
+            raise errors.UserNotFound()
+        return Balance(*row)
+
+    def balances(self):
+        """Every user's balance, ordered by id, as a lazy query."""
+        return (Account.select(Account.id, Account.balance)
+                .where((Account.id != EXTERNAL_ACCOUNT_ID) & Account.deleted_at.is_null())
+                .order_by(Account.id).tuples())
+
+    # -- changes -------------------------------------------------------
+
+    def create_user(self, user_id, email=None, msisdn=None):
+        """Create a user with a zero balance; returns ``(Balance, created)``.
+
+        Creating an existing user changes nothing and returns it. A deleted
+        user's id is revived with a zero balance, its history intact.
+        """
+        with _failures_as(errors.UserCreateFailed), write_transaction(self.db):
+            now = self.clock()
+            inserted = (Account.insert(id=user_id, balance=ZERO, last_hash=GENESIS_HASH,
+                                       email=email, msisdn=msisdn, created_at=now)
+                        .on_conflict_ignore().as_rowcount().execute())
+            if inserted:
+                self._post(now, 'user_add', EXTERNAL_ACCOUNT_ID, user_id, ZERO, None,
+                           [(user_id, GENESIS_HASH, ZERO, ZERO)])
+                return Balance(user_id, ZERO), True
+
+            account = self._lock([user_id]).get(user_id)
+            if account is None:
+                # The insert was ignored for a taken email or msisdn.
+                raise errors.ContactTaken()
+            if account.deleted_at is None:
+                return Balance(user_id, account.balance), False
+            try:
+                with self.db.atomic():
+                    Account.update(deleted_at=None, email=email, msisdn=msisdn).where(
+                        Account.id == user_id).execute()
+            except peewee.IntegrityError as exc:
+                raise errors.ContactTaken() from exc
+            self._post(now, 'user_add', EXTERNAL_ACCOUNT_ID, user_id, ZERO, None,
+                       [(user_id, account.last_hash, ZERO, account.balance)])
+            return Balance(user_id, account.balance), True
+
+    def delete_user(self, user_id):
+        """Delete a user whose balance is zero; its history stays."""
+        with _failures_as(errors.UserDeleteFailed), write_transaction(self.db):
+            account = self._existing(self._lock([user_id]), user_id)
+            if account.balance != ZERO:
+                raise errors.NonZeroBalance()
+            now = self.clock()
+            self._post(now, 'user_delete', user_id, EXTERNAL_ACCOUNT_ID, ZERO, None,
+                       [(user_id, account.last_hash, ZERO, ZERO)],
+                       extra={'deleted_at': now, 'email': None, 'msisdn': None})
+
+    def change_balance(self, user_id, operation, amount, description=None):
+        """Add money to (``add``) or take it from (``sub``) one user."""
+        if operation not in ('add', 'sub'):
+            raise errors.OperationMismatch()
+        with _failures_as(errors.BalanceChangeFailed), write_transaction(self.db):
+            account = self._existing(self._lock([user_id]), user_id)
+            delta = amount if operation == 'add' else -amount
+            after = self._checked(account.balance + delta)
+            self._post(self.clock(), 'balance_' + operation, EXTERNAL_ACCOUNT_ID, user_id,
+                       amount, description,
+                       [(user_id, account.last_hash, delta, after),
+                        (EXTERNAL_ACCOUNT_ID, None, -delta, None)])
+            return Balance(user_id, after)
+
+    def transfer(self, sender_id, receiver_id, amount, description=None):
+        """Move money between two users; returns both balances ordered by id."""
+        if sender_id == receiver_id:
+            raise errors.SameSenderReceiver()
+        with _failures_as(errors.BalanceChangeFailed), write_transaction(self.db):
+            accounts = self._lock([sender_id, receiver_id])
+            sender = self._existing(accounts, sender_id)
+            receiver = self._existing(accounts, receiver_id)
+            sender_after = self._checked(sender.balance - amount)
+            receiver_after = self._checked(receiver.balance + amount)
+            self._post(self.clock(), 'balance_transfer', sender_id, receiver_id, amount,
+                       description,
+                       [(sender_id, sender.last_hash, -amount, sender_after),
+                        (receiver_id, receiver.last_hash, amount, receiver_after)])
+            return sorted([Balance(sender_id, sender_after), Balance(receiver_id, receiver_after)])
+
+    # -- internals -----------------------------------------------------
+
+    def _lock(self, user_ids):
+        """Read and lock the given accounts, in ascending id order."""
+        query = (Account.select(Account.id, Account.balance, Account.last_hash,
+                                Account.deleted_at)
+                 .where(Account.id.in_(sorted(set(user_ids))))
+                 .order_by(Account.id))
+        if is_postgres(self.db):
+            query = query.for_update()
+        # SQLite needs no row locks: write_transaction holds the write lock.
+        return {account.id: account for account in query}
+
+    @staticmethod
+    def _existing(accounts, user_id):
+        account = accounts.get(user_id)
+        if account is None or account.deleted_at is not None:
+            raise errors.UserNotFound()
+        return account
+
+    @staticmethod
+    def _checked(balance):
+        if balance < ZERO:
+            raise errors.InsufficientFunds()
+        if not fits(balance):
+            raise errors.BalanceOverflow()
+        return balance
+
+    def _post(self, now, operation, sender_id, receiver_id, amount, description, legs,
+              extra=None):
+        """Write one journal entry, its postings and the new account states.
+
+        ``legs`` are ``(account_id, previous_hash, signed_amount,
+        balance_after)``; the external account's leg has neither a previous
+        hash nor a balance, and its row is never touched.
+        """
+        description = description or new_transaction_hash()
+        with _failures_as(errors.JournalWriteFailed):
+            journal_id = JournalEntry.insert(
+                created_at=now, operation=operation, sender_id=sender_id,
+                receiver_id=receiver_id, amount=amount,
+                transaction_description=description).execute()
+            postings, updates = [], []
+            for account_id, previous_hash, delta, after in legs:
+                digest = posting_hash(
+                    previous_hash or '', account_id=account_id, amount=delta,
+                    balance_after=after, journal_id=journal_id, created_at=now,
+                    operation=operation, sender_id=sender_id, receiver_id=receiver_id,
+                    journal_amount=amount, description=description)
+                postings.append({'journal': journal_id, 'account': account_id,
+                                 'amount': delta, 'balance_after': after,
+                                 'created_at': now, 'hash': digest})
+                if account_id != EXTERNAL_ACCOUNT_ID:
+                    updates.append((account_id, after, digest))
+            Posting.insert_many(postings).as_rowcount().execute()
+        for account_id, after, digest in updates:
+            changes = {'balance': after, 'last_hash': digest, **(extra or {})}
+            Account.update(**changes).where(Account.id == account_id).execute()
+        return journal_id

@@ -1,0 +1,107 @@
+"""Users, balances and transfers."""
+import json
+
+import falcon
+
+from ..idempotency import Outcome
+from ..money import format_amount
+from ..schemas import (BalanceChangeRequest, CreateUserRequest, TransferRequest,
+                       balance_response, load)
+from ..streaming import json_array
+from .common import CommandRunner, path_user_id, read_body
+
+_change_request = BalanceChangeRequest()
+_create_request = CreateUserRequest()
+_transfer_request = TransferRequest()
+
+
+def _render_balance(row):
+    return json.dumps({'user_id': row[0], 'balance': format_amount(row[1])})
+
+
+class BalanceCollection:
+    """GET /balance: every user's balance, ordered by user id."""
+
+    # The stream opens its own connection.
+    uses_database = False
+
+    def __init__(self, ledger):
+        self.ledger = ledger
+
+    def on_get(self, req, resp):
+        resp.content_type = falcon.MEDIA_JSON
+        resp.stream = json_array(self.ledger.db, self.ledger.balances, _render_balance)
+
+
+class BalanceItem:
+    """GET /balance/{user_id}: one balance. PUT: add or sub money."""
+
+    def __init__(self, ledger, commands):
+        self.ledger = ledger
+        self.commands = commands
+
+    def on_get(self, req, resp, user_id):
+        resp.media = balance_response.dump(self.ledger.balance(path_user_id(user_id))._asdict())
+
+    def on_put(self, req, resp, user_id):
+        user_id = path_user_id(user_id)
+        data = load(_change_request, read_body(req))
+
+        def change():
+            balance = self.ledger.change_balance(
+                user_id, data['operation'], data['balance'], data['trans_desc'])
+            return Outcome(200, balance_response.dump(balance._asdict()))
+
+        self.commands.run(req, resp, data, change)
+
+
+class UserCollection:
+    """POST /user: create a user (an existing one is returned unchanged, 200)."""
+
+    def __init__(self, ledger, commands):
+        self.ledger = ledger
+        self.commands = commands
+
+    def on_post(self, req, resp):
+        data = load(_create_request, read_body(req))
+
+        def create():
+            balance, created = self.ledger.create_user(data['uid'], data['email'], data['msisdn'])
+            return Outcome(201 if created else 200, balance_response.dump(balance._asdict()))
+
+        self.commands.run(req, resp, data, create)
+
+
+class UserDelete:
+    """DELETE /balance_delete_user/{user_id}: delete a user whose balance is zero."""
+
+    def __init__(self, ledger, commands):
+        self.ledger = ledger
+        self.commands = commands
+
+    def on_delete(self, req, resp, user_id):
+        user_id = path_user_id(user_id)
+
+        def delete():
+            self.ledger.delete_user(user_id)
+            return Outcome(200, {'code': 0, 'message': 'User deleted'})
+
+        self.commands.run(req, resp, {}, delete)
+
+
+class Transfer:
+    """PUT /transfer: move money from one user to another."""
+
+    def __init__(self, ledger, commands):
+        self.ledger = ledger
+        self.commands = commands
+
+    def on_put(self, req, resp):
+        data = load(_transfer_request, read_body(req))
+
+        def transfer():
+            balances = self.ledger.transfer(
+                data['sender_id'], data['receiver_id'], data['balance'], data['trans_desc'])
+            return Outcome(200, [balance_response.dump(b._asdict()) for b in balances])
+
+        self.commands.run(req, resp, data, transfer)

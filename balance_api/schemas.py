@@ -1,0 +1,176 @@
+"""Request and response schemas (marshmallow), and the one place that maps
+a schema's complaints to the API's numbered errors.
+
+Each input field names the error its bad values get, so a request with
+several bad fields is answered for the first of them in declaration order.
+"""
+import re
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+
+from . import errors
+from .money import format_amount, parse_amount
+
+MAX_USER_ID = 2 ** 63 - 1
+_USER_ID_PATTERN = re.compile(r'[1-9][0-9]{0,18}', re.ASCII)
+_MSISDN_PATTERN = re.compile(r'\+?[0-9]{6,15}', re.ASCII)
+
+
+def parse_user_id(value):
+    """A positive integer that fits BIGINT, from a string or JSON integer, or None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        value = str(value)
+    if not isinstance(value, str) or not _USER_ID_PATTERN.fullmatch(value):
+        return None
+    user_id = int(value)
+    return user_id if user_id <= MAX_USER_ID else None
+
+
+class _Coded:
+    """Mixin: the API error that a bad value of this field is answered with."""
+    error_class = errors.ApiError
+
+
+class UserId(_Coded, fields.Integer):
+    error_class = errors.InvalidUserId
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault('metadata', {}).setdefault(
+            'description', 'Positive integer that fits a signed 64-bit integer.')
+        super().__init__(strict=True, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        user_id = parse_user_id(value)
+        if user_id is None:
+            raise ValidationError('not a user id')
+        return user_id
+
+
+class Amount(_Coded, fields.Field):
+    """Money: a positive decimal with at most 17 integer digits and 2 decimals."""
+    error_class = errors.InvalidAmount
+
+    def __init__(self, **kwargs):
+        metadata = kwargs.setdefault('metadata', {})
+        metadata.setdefault('description', 'Decimal amount as a string, two decimals in responses.')
+        metadata.setdefault('example', '32.40')
+        super().__init__(**kwargs)
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else format_amount(value)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        amount = parse_amount(value)
+        if amount is None:
+            raise ValidationError('not an amount')
+        return amount
+
+
+class Operation(_Coded, fields.String):
+    error_class = errors.OperationMismatch
+
+    def __init__(self, **kwargs):
+        super().__init__(validate=validate.OneOf(['add', 'sub']), **kwargs)
+
+
+class Description(_Coded, fields.String):
+    error_class = errors.InvalidDescription
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault('metadata', {}).setdefault(
+            'description', 'Free text; when empty, a unique 32-hex transaction hash is generated.')
+        super().__init__(validate=validate.Length(max=255), load_default=None, **kwargs)
+
+
+class Email(_Coded, fields.Email):
+    error_class = errors.InvalidContact
+
+    def __init__(self, **kwargs):
+        super().__init__(validate=validate.Length(max=254), load_default=None, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return None if value == '' else super()._deserialize(value, attr, data, **kwargs)
+
+
+class Msisdn(_Coded, fields.String):
+    error_class = errors.InvalidContact
+
+    def __init__(self, **kwargs):
+        super().__init__(validate=validate.Regexp(_MSISDN_PATTERN), load_default=None,
+                         metadata={'description': '6 to 15 digits, optionally after "+".'},
+                         **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return None if value == '' else super()._deserialize(value, attr, data, **kwargs)
+
+
+# -- requests --------------------------------------------------------------
+
+class CreateUserRequest(Schema):
+    uid = UserId(required=True)
+    email = Email()
+    msisdn = Msisdn()
+
+
+class BalanceChangeRequest(Schema):
+    operation = Operation(required=True)
+    balance = Amount(required=True)
+    trans_desc = Description()
+
+
+class TransferRequest(Schema):
+    sender_id = UserId(required=True)
+    receiver_id = UserId(required=True)
+    balance = Amount(required=True)
+    trans_desc = Description()
+
+
+def load(schema, data):
+    """Validate ``data`` with ``schema``; raise the API error of the first bad field."""
+    if not isinstance(data, dict):
+        raise errors.MalformedBody()
+    try:
+        return schema.load(data)
+    except ValidationError as exc:
+        for name, field in schema.fields.items():
+            if name in exc.messages and isinstance(field, _Coded):
+                raise field.error_class(str(exc.messages[name])) from exc
+        raise errors.UnknownField(str(exc.messages)) from exc
+
+
+# -- responses -------------------------------------------------------------
+
+class BalanceResponse(Schema):
+    user_id = fields.Integer(required=True)
+    balance = Amount(required=True)
+
+
+class MessageResponse(Schema):
+    code = fields.Integer(required=True, metadata={'example': 0})
+    message = fields.String(required=True)
+
+
+class ErrorResponse(Schema):
+    code = fields.Integer(required=True, metadata={'description': 'Stable numeric error code.'})
+    message = fields.String(required=True)
+
+
+class HistoryRow(Schema):
+    class Meta:
+        unknown = EXCLUDE
+        ordered = True
+
+    id = fields.Integer(required=True)
+    date = fields.String(required=True, metadata={'example': '2016-03-20 14:02:11',
+                                                  'description': 'UTC, YYYY-MM-DD HH:MM:SS'})
+    receiver_id = fields.Integer(required=True)
+    sum = Amount(required=True)
+    operation = fields.String(required=True, validate=validate.OneOf(
+        ['user_add', 'user_delete', 'balance_add', 'balance_sub', 'balance_transfer']))
+    transaction_description = fields.String(required=True)
+    sender_id = fields.Integer(required=True)
+
+
+balance_response = BalanceResponse()

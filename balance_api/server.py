@@ -1,0 +1,38 @@
+"""Running the application under gunicorn (never a development server)."""
+import multiprocessing
+
+from gunicorn.app.base import BaseApplication
+
+
+def default_workers():
+    # gunicorn's rule of thumb; sync workers spend their time waiting on the database.
+    return 2 * multiprocessing.cpu_count() + 1
+
+
+# What gunicorn.conf.py and ``python -m balance_api serve`` both start from.
+DEFAULTS = {
+    'worker_class': 'sync',
+    # A request that takes this long is stuck; gunicorn replaces its worker.
+    'timeout': 30,
+    'graceful_timeout': 30,
+    'keepalive': 5,
+    # Workers connect after the fork: nothing is shared across processes.
+    'preload_app': False,
+    'accesslog': '-',
+    'errorlog': '-',
+}
+
+
+class GunicornServer(BaseApplication):
+    def __init__(self, options, settings):
+        self.options = options
+        self.settings = settings
+        super().__init__()
+
+    def load_config(self):
+        for key, value in {**DEFAULTS, **self.options}.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        from .app import create_app
+        return create_app(self.settings)
