@@ -1,4 +1,4 @@
-"""Command line: ``python -m balance_api {migrate,serve,prune-idempotency}``."""
+"""Command line: ``python -m balance_api {migrate,serve,verify,prune-idempotency}``."""
 import argparse
 import datetime
 import logging
@@ -34,6 +34,28 @@ def cmd_serve(settings, args):
     return 0
 
 
+def cmd_verify(settings, args):
+    from .verify import verify_ledger
+    db = _open(settings)
+    interactive = sys.stderr.isatty()
+
+    def progress(kind, count):
+        if interactive:
+            sys.stderr.write('\rchecked %d %s' % (count, kind))
+            sys.stderr.flush()
+
+    with db.connection_context():
+        report = verify_ledger(db, progress=progress)
+    if interactive:
+        sys.stderr.write('\r\033[K')
+    print('accounts: %d, postings: %d, journal entries: %d'
+          % (report.accounts, report.postings, report.journal_entries))
+    for found in report.problems:
+        print('PROBLEM %s: %s' % found)
+    print('ledger OK' if report.ok else 'ledger BROKEN: %d problem(s)' % len(report.problems))
+    return 0 if report.ok else 1
+
+
 def cmd_prune_idempotency(settings, args):
     db = _open(settings)
     with db.connection_context():
@@ -51,6 +73,7 @@ def main(argv=None):
     serve.add_argument('--port', type=int, default=8000)
     serve.add_argument('--workers', type=int, default=0,
                        help='worker processes (default: 2 x cores + 1)')
+    commands.add_parser('verify', help='recompute every balance and hash chain; exit 1 on any problem')
     prune = commands.add_parser('prune-idempotency', help='forget old idempotency keys')
     prune.add_argument('--older-than-hours', type=float, default=48.0,
                        help='at least 24 (default 48)')
@@ -58,7 +81,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO,
                         format='%(asctime)s %(levelname)s %(name)s: %(message)s')
     settings = Settings.from_env()
-    handler = {'migrate': cmd_migrate, 'serve': cmd_serve,
+    handler = {'migrate': cmd_migrate, 'serve': cmd_serve, 'verify': cmd_verify,
                'prune-idempotency': cmd_prune_idempotency}[args.command]
     return handler(settings, args)
 

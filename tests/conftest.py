@@ -1,0 +1,161 @@
+"""Fixtures: every API test runs against SQLite and against PostgreSQL.
+
+PostgreSQL comes from TEST_DATABASE_URL (default: the local server,
+postgresql://postgres@127.0.0.1:5432/test). The suite creates a database of
+its own next to that one and drops it at the end. When no server answers,
+the PostgreSQL half is skipped, unless BALANCE_API_REQUIRE_POSTGRES=1 (set
+by CI), which makes it an error.
+"""
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from urllib.parse import urlparse, urlunparse
+
+import falcon.testing
+import peewee
+import pytest
+import requests
+
+from balance_api import create_app
+from balance_api.config import Settings
+from balance_api.db import migrate, open_database
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PG_URL = os.environ.get('TEST_DATABASE_URL', 'postgresql://postgres@127.0.0.1:5432/test')
+REQUIRE_POSTGRES = os.environ.get('BALANCE_API_REQUIRE_POSTGRES') == '1'
+FORM = {'Content-Type': 'application/x-www-form-urlencoded'}
+
+
+def _with_database(url, name):
+    return urlunparse(urlparse(url)._replace(path='/' + name))
+
+
+@pytest.fixture(scope='session')
+def postgres_url():
+    """A fresh, migrated PostgreSQL database for this test session."""
+    admin = open_database(PG_URL)
+    try:
+        admin.connect()
+    except peewee.OperationalError as exc:
+        if REQUIRE_POSTGRES:
+            pytest.fail('PostgreSQL is required but unreachable at %s: %s' % (PG_URL, exc))
+        pytest.skip('no PostgreSQL server answers at %s' % PG_URL)
+    name = 'balance_api_test_%s' % uuid.uuid4().hex[:12]
+    # CREATE DATABASE cannot run in a transaction.
+    admin.connection().autocommit = True
+    admin.execute_sql('CREATE DATABASE %s' % name)
+    url = _with_database(PG_URL, name)
+    db = open_database(url)
+    migrate(db)
+    db.close_all()
+    yield url
+    admin.execute_sql('DROP DATABASE IF EXISTS %s WITH (FORCE)' % name)
+    admin.close_all()
+
+
+def _empty_postgres(url):
+    db = open_database(url)
+    with db.connection_context():
+        db.execute_sql('TRUNCATE posting, journal_entry, idempotency_record RESTART IDENTITY')
+        # Row 0, the external counterparty, belongs to the schema.
+        db.execute_sql('DELETE FROM account WHERE id <> 0')
+    db.close_all()
+
+
+@pytest.fixture(params=['sqlite', 'postgresql'])
+def database_url(request, tmp_path):
+    """An empty, migrated database of each kind."""
+    if request.param == 'sqlite':
+        url = 'sqlite:///%s' % (tmp_path / 'balance.db')
+        db = open_database(url)
+        migrate(db)
+        return url
+    url = request.getfixturevalue('postgres_url')
+    _empty_postgres(url)
+    return url
+
+
+@pytest.fixture
+def app(database_url):
+    application = create_app(Settings(database_url=database_url))
+    yield application
+
+
+@pytest.fixture
+def client(app):
+    return falcon.testing.TestClient(app)
+
+
+@pytest.fixture
+def make_user(client):
+    """Create a user through the API, optionally with money on it."""
+    def make(uid, balance=None):
+        result = client.simulate_post('/user', body='uid=%d' % uid, headers=FORM)
+        assert result.status_code == 201, result.text
+        if balance is not None:
+            result = client.simulate_put('/balance/%d' % uid, headers=FORM,
+                                         body='operation=add&balance=%s' % balance)
+            assert result.status_code == 200, result.text
+        return uid
+    return make
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """The real service under gunicorn, started with ``python -m balance_api serve``."""
+
+    def __init__(self, database_url, workers=3, extra_env=None):
+        self.port = _free_port()
+        self.url = 'http://127.0.0.1:%d' % self.port
+        env = {**os.environ, 'DATABASE_URL': database_url, **(extra_env or {})}
+        # A file, not a pipe: nobody reads the log while the server runs.
+        self.log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(
+            [sys.executable, '-m', 'balance_api', 'serve', '--port', str(self.port),
+             '--workers', str(workers)],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=self.log)
+        self._wait_ready()
+
+    def log_text(self):
+        self.log.seek(0)
+        return self.log.read().decode('utf-8', 'replace')
+
+    def _wait_ready(self, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError('server exited: %s' % self.log_text())
+            try:
+                if requests.get(self.url + '/ready', timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError('server did not become ready in %ds' % timeout)
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+@pytest.fixture
+def server(database_url):
+    """gunicorn with several workers, serving the test database over HTTP."""
+    running = Server(database_url)
+    yield running
+    running.stop()
