@@ -18,6 +18,9 @@ DEFAULTS = {
     'keepalive': 5,
     # Workers connect after the fork: nothing is shared across processes.
     'preload_app': False,
+    # One control socket per user by default: several servers on one machine
+    # would take it from each other, and nothing here uses it.
+    'control_socket_disable': True,
     'accesslog': '-',
     'errorlog': '-',
 }
