@@ -7,24 +7,18 @@ the PostgreSQL half is skipped, unless BALANCE_API_REQUIRE_POSTGRES=1 (set
 by CI), which makes it an error.
 """
 import os
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 import uuid
 from urllib.parse import urlparse, urlunparse
 
 import falcon.testing
 import peewee
 import pytest
-import requests
 
 from balance_api import create_app
 from balance_api.config import Settings
 from balance_api.db import migrate, open_database
+from gunicorn_server import ROOT, Server
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PG_URL = os.environ.get('TEST_DATABASE_URL', 'postgresql://postgres@127.0.0.1:5432/test')
 REQUIRE_POSTGRES = os.environ.get('BALANCE_API_REQUIRE_POSTGRES') == '1'
 FORM = {'Content-Type': 'application/x-www-form-urlencoded'}
@@ -102,55 +96,6 @@ def make_user(client):
             assert result.status_code == 200, result.text
         return uid
     return make
-
-
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """The real service under gunicorn, started with ``python -m balance_api serve``."""
-
-    def __init__(self, database_url, workers=3, extra_env=None):
-        self.port = _free_port()
-        self.url = 'http://127.0.0.1:%d' % self.port
-        env = {**os.environ, 'DATABASE_URL': database_url, **(extra_env or {})}
-        # A file, not a pipe: nobody reads the log while the server runs.
-        self.log = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(
-            [sys.executable, '-m', 'balance_api', 'serve', '--port', str(self.port),
-             '--workers', str(workers)],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=self.log)
-        self._wait_ready()
-
-    def log_text(self):
-        self.log.seek(0)
-        return self.log.read().decode('utf-8', 'replace')
-
-    def _wait_ready(self, timeout=30):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError('server exited: %s' % self.log_text())
-            try:
-                if requests.get(self.url + '/ready', timeout=1).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError('server did not become ready in %ds' % timeout)
-
-    def stop(self):
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.log.close()
 
 
 @pytest.fixture

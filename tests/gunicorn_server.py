@@ -1,0 +1,88 @@
+"""The real service under gunicorn, for end-to-end tests and the bank workload."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """The real service under gunicorn, started with ``python -m balance_api serve``."""
+
+    def __init__(self, database_url, workers=3, extra_env=None):
+        self.port = _free_port()
+        self.url = 'http://127.0.0.1:%d' % self.port
+        env = {**os.environ, 'DATABASE_URL': database_url, **(extra_env or {})}
+        # A file, not a pipe: nobody reads the log while the server runs.
+        self.log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(
+            [sys.executable, '-m', 'balance_api', 'serve', '--port', str(self.port),
+             '--workers', str(workers)],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=self.log)
+        self._wait_ready()
+
+    def log_text(self):
+        self.log.seek(0)
+        return self.log.read().decode('utf-8', 'replace')
+
+    def _wait_ready(self, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError('server exited: %s' % self.log_text())
+            try:
+                if requests.get(self.url + '/ready', timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError('server did not become ready in %ds' % timeout)
+
+    def worker_pids(self):
+        """The gunicorn workers: the children of the master process."""
+        pids = []
+        for entry in os.listdir('/proc'):
+            if not entry.isdigit():
+                continue
+            try:
+                with open('/proc/%s/stat' % entry) as handle:
+                    fields = handle.read().rsplit(')', 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.process.pid:
+                pids.append(int(entry))
+        return pids
+
+    def kill_worker(self, rng):
+        """kill -9 one worker at random; gunicorn starts a new one. Returns its pid or None."""
+        pids = self.worker_pids()
+        if not pids:
+            return None
+        pid = rng.choice(pids)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return None
+        return pid
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
