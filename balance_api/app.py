@@ -1,5 +1,4 @@
 """The application factory: wires database, middleware, routes and error handlers."""
-import functools
 import json
 import logging
 from decimal import Decimal
@@ -8,6 +7,7 @@ import falcon
 import falcon.media
 import peewee
 import swagger_ui_bundle
+from playhouse.pool import MaxConnectionsExceeded
 
 from . import errors
 from .config import Settings
@@ -34,6 +34,14 @@ _HTTP_ERRORS = {
 
 def _refuse_constant(name):
     raise ValueError('%s is not a number' % name)
+
+
+def _load_json(text):
+    try:
+        return json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
+    except RecursionError:
+        # Deeply nested arrays fit in a small body; they are malformed, not a crash.
+        raise ValueError('JSON nested too deeply') from None
 
 
 def _render(resp, error, headers=None):
@@ -80,9 +88,7 @@ def create_app(settings=None, db=None):
 
     app = falcon.App(middleware=[RequestId(), BodyLimit(settings.max_body_bytes),
                                  DatabaseConnection(db)])
-    json_handler = falcon.media.JSONHandler(
-        loads=functools.partial(json.loads, parse_float=Decimal,
-                                parse_constant=_refuse_constant))
+    json_handler = falcon.media.JSONHandler(loads=_load_json)
     app.req_options.media_handlers = falcon.media.Handlers({
         falcon.MEDIA_JSON: json_handler,
         falcon.MEDIA_URLENCODED: falcon.media.URLEncodedFormHandler(keep_blank=True),
@@ -108,7 +114,7 @@ def create_app(settings=None, db=None):
     # Most specific first wins in Falcon, whatever the order added.
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(falcon.HTTPError, handle_http_error)
-    app.add_error_handler((peewee.OperationalError, peewee.InterfaceError),
-                          handle_database_unavailable)
+    app.add_error_handler((peewee.OperationalError, peewee.InterfaceError,
+                           MaxConnectionsExceeded), handle_database_unavailable)
     app.add_error_handler(errors.ApiError, handle_api_error)
     return app

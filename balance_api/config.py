@@ -11,8 +11,9 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     # PostgreSQL connections each worker process may hold.
     pool_size: int = 4
-    # Seconds a SQLite writer waits for the write lock before giving up (503).
-    sqlite_busy_timeout: float = 30.0
+    # Seconds a SQLite writer waits for the write lock before giving up (503);
+    # well below gunicorn's 30 s worker timeout.
+    sqlite_busy_timeout: float = 10.0
 
     @classmethod
     def from_env(cls, environ=None):

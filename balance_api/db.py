@@ -7,9 +7,11 @@ open their own connections after the fork.
 import contextlib
 import fcntl
 import os
+import select
 from urllib.parse import urlparse
 
 import peewee
+from psycopg2.extensions import ISOLATION_LEVEL_READ_COMMITTED
 from playhouse import db_url
 from playhouse.migrations import Runner
 from playhouse.postgres_ext import PooledPostgresqlExtDatabase
@@ -25,24 +27,24 @@ _MIGRATION_LOCK_ID = 0x62616C616E6365
 class PostgresDatabase(PooledPostgresqlExtDatabase):
     """PostgreSQL with a per-process pool and a liveness check that costs no round trip.
 
-    The stock pool sends ``SELECT 1`` on every checkout, one round trip per
-    request. After a server restart the server has already sent a
-    termination notice down each pooled connection; ``poll()`` reads it from
-    the socket without a round trip, so a dead connection is dropped at
-    checkout instead of failing a request.
+    The stock pool sends ``SELECT 1`` on every checkout: one round trip per
+    request. A connection idle in the pool has nothing to read unless the
+    server ended it (a restart, a terminated backend), in which case its
+    farewell message or end-of-file is waiting on the socket. So a readable
+    socket means a dead connection, found with one non-blocking select().
     """
 
     def _is_closed(self, conn):
         if conn.closed:
             return True
         try:
-            conn.poll()
-        except Exception:
+            readable, _, _ = select.select([conn], [], [], 0)
+        except (OSError, ValueError):
             return True
-        return False
+        return bool(readable)
 
 
-def open_database(url, *, pool_size=4, busy_timeout=30.0):
+def open_database(url, *, pool_size=4, busy_timeout=10.0):
     """Build (without connecting) the database object a URL names.
 
     ``sqlite:///path.db`` or ``postgresql://user@host:port/db``, as
@@ -55,14 +57,17 @@ def open_database(url, *, pool_size=4, busy_timeout=30.0):
         params.setdefault('max_connections', pool_size)
         params.setdefault('stale_timeout', 300)
         params.setdefault('timeout', 10)
-        return PostgresDatabase(
-            field_types={'AMOUNT': 'NUMERIC(19, 2)'}, autoconnect=False, **params)
+        # Waits end well before gunicorn's 30 s worker timeout, as a 503.
+        params.setdefault('options', '-c lock_timeout=10s -c statement_timeout=20s')
+        # The locking and idempotency logic rely on READ COMMITTED: a waiting
+        # INSERT ... ON CONFLICT sees the row its rival committed.
+        params.setdefault('isolation_level', ISOLATION_LEVEL_READ_COMMITTED)
+        return PostgresDatabase(autoconnect=False, **params)
     if scheme == 'sqlite':
         if params['database'] == ':memory:':
             raise ValueError('an in-memory SQLite database is private to one connection; use a file')
         params.setdefault('timeout', busy_timeout)
         return peewee.SqliteDatabase(
-            field_types={'AMOUNT': 'TEXT'},
             autoconnect=False,
             pragmas={
                 'journal_mode': 'wal',

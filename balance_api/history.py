@@ -90,7 +90,7 @@ def select(query):
         rows = JournalEntry.select(*columns)
     if query.date_start is not None:
         rows = rows.where(moment >= _day_start(query.date_start))
-    if query.date_end is not None:
+    if query.date_end is not None and query.date_end < datetime.date.max:
         rows = rows.where(moment < _day_start(query.date_end + datetime.timedelta(days=1)))
     if query.after_id:
         rows = rows.where(JournalEntry.id > query.after_id)

@@ -51,5 +51,5 @@ class DatabaseConnection:
             self.db.connect(reuse_if_open=True)
 
     def process_response(self, req, resp, resource, req_succeeded):
-        if not self.db.is_closed():
+        if getattr(resource, 'uses_database', True) and not self.db.is_closed():
             self.db.close()

@@ -29,8 +29,14 @@ def parse_amount(value):
     """
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, Decimal)):
-        if isinstance(value, Decimal) and not value.is_finite():
+    if isinstance(value, int):
+        # Not format(value, 'f'): for an int that means six decimals.
+        value = str(value)
+    elif isinstance(value, Decimal):
+        # JSON numbers parse to Decimal. Refuse exponent notation (1e3) as in
+        # strings, and before formatting: format(Decimal('1e999999999'), 'f')
+        # is a billion characters long.
+        if not value.is_finite() or not -2 <= value.as_tuple().exponent <= 0:
             return None
         value = format(value, 'f')
     if not isinstance(value, str) or not _AMOUNT_PATTERN.fullmatch(value):
@@ -52,15 +58,23 @@ def fits(amount):
 class MoneyField(peewee.Field):
     """An exact DECIMAL(19,2) column on every database.
 
-    The column type is ``AMOUNT``, which the database object maps to
-    ``NUMERIC(19,2)`` on PostgreSQL and to ``TEXT`` on SQLite, where a
-    DECIMAL column would have NUMERIC affinity and silently store REAL.
-    An unmapped database fails loudly at table creation instead of
-    guessing. Values are bound as canonical strings, which PostgreSQL casts
-    to NUMERIC, so no driver ever sees a float.
+    ``NUMERIC(19,2)`` on PostgreSQL. On SQLite a DECIMAL (or any unknown)
+    column type has NUMERIC affinity and silently stores REAL, so amounts
+    are stored as TEXT there and all arithmetic happens in ``Decimal``.
+    Values are bound as canonical strings, which PostgreSQL casts to
+    NUMERIC, so no driver ever sees a float.
     """
 
     field_type = 'AMOUNT'
+
+    def ddl_datatype(self, ctx):
+        db = self.model._meta.database
+        db = getattr(db, 'obj', db)  # a DatabaseProxy
+        if isinstance(db, peewee.SqliteDatabase):
+            return peewee.SQL('TEXT')
+        if isinstance(db, peewee.PostgresqlDatabase):
+            return peewee.SQL('NUMERIC(19, 2)')
+        raise TypeError('MoneyField supports SQLite and PostgreSQL, not %r' % db)
 
     def db_value(self, value):
         if value is None:
@@ -70,4 +84,10 @@ class MoneyField(peewee.Field):
     def python_value(self, value):
         if value is None:
             return None
-        return Decimal(value) if isinstance(value, str) else value.quantize(CENT)
+        if isinstance(value, str):
+            return Decimal(value)
+        if isinstance(value, Decimal):
+            return value.quantize(CENT)
+        # A float or int here means the column lost exactness somewhere.
+        raise TypeError('amount column returned %r (%s), not an exact value'
+                        % (value, type(value).__name__))

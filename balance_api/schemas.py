@@ -75,35 +75,54 @@ class Operation(_Coded, fields.String):
         super().__init__(validate=validate.OneOf(['add', 'sub']), **kwargs)
 
 
+def _storable_text(text):
+    # PostgreSQL text cannot hold NUL, and a lone surrogate (JSON "\ud800") has no UTF-8 form.
+    if '\x00' in text:
+        raise ValidationError('text contains NUL')
+    try:
+        text.encode('utf-8')
+    except UnicodeEncodeError:
+        raise ValidationError('text is not valid Unicode') from None
+
+
 class Description(_Coded, fields.String):
     error_class = errors.InvalidDescription
 
     def __init__(self, **kwargs):
         kwargs.setdefault('metadata', {}).setdefault(
             'description', 'Free text; when empty, a unique 32-hex transaction hash is generated.')
-        super().__init__(validate=validate.Length(max=255), load_default=None, **kwargs)
+        super().__init__(validate=[validate.Length(max=255), _storable_text], load_default=None,
+                         **kwargs)
+
+
+def _blank_as_none(value):
+    # Before validation: an empty contact is no contact, not a malformed one.
+    return None if value == '' else value
 
 
 class Email(_Coded, fields.Email):
     error_class = errors.InvalidContact
 
     def __init__(self, **kwargs):
-        super().__init__(validate=validate.Length(max=254), load_default=None, **kwargs)
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        return None if value == '' else super()._deserialize(value, attr, data, **kwargs)
+        super().__init__(validate=validate.Length(max=254), load_default=None,
+                         pre_load=_blank_as_none, **kwargs)
 
 
 class Msisdn(_Coded, fields.String):
     error_class = errors.InvalidContact
 
     def __init__(self, **kwargs):
-        super().__init__(validate=validate.Regexp(_MSISDN_PATTERN), load_default=None,
-                         metadata={'description': '6 to 15 digits, optionally after "+".'},
+        super().__init__(load_default=None, pre_load=_blank_as_none,
+                         metadata={'description': '6 to 15 digits, optionally after "+".',
+                                   'pattern': '^' + _MSISDN_PATTERN.pattern + '$'},
                          **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
-        return None if value == '' else super()._deserialize(value, attr, data, **kwargs)
+        # fullmatch: validate.Regexp would accept anything that merely starts right.
+        msisdn = super()._deserialize(value, attr, data, **kwargs)
+        if not _MSISDN_PATTERN.fullmatch(msisdn):
+            raise ValidationError('not an msisdn')
+        return msisdn
 
 
 # -- requests --------------------------------------------------------------

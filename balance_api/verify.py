@@ -58,7 +58,7 @@ def _check_accounts(db, problem, progress):
                        .order_by(Account.id).tuples())
     postings = _stream(db, Posting.select(
         Posting.id, Posting.account, Posting.amount, Posting.balance_after, Posting.hash,
-        Posting.journal, JournalEntry.created_at, JournalEntry.operation,
+        Posting.journal, Posting.created_at, JournalEntry.created_at, JournalEntry.operation,
         JournalEntry.sender_id, JournalEntry.receiver_id, JournalEntry.amount,
         JournalEntry.transaction_description)
         .join(JournalEntry, on=(Posting.journal == JournalEntry.id))
@@ -76,13 +76,19 @@ def _check_accounts(db, problem, progress):
             pending = next(postings, None)
         seen = 0
         while pending is not None and pending[1] == account_id:
-            (posting_id, _, amount, balance_after, stored_hash, journal_id, created_at,
-             operation, sender_id, receiver_id, journal_amount, description) = pending
+            (posting_id, _, amount, balance_after, stored_hash, journal_id, posted_at,
+             created_at, operation, sender_id, receiver_id, journal_amount,
+             description) = pending
             posting_count += 1
             seen += 1
             if progress and posting_count % 100000 == 0:
                 progress('postings', posting_count)
             external = account_id == EXTERNAL_ACCOUNT_ID
+            if posted_at != created_at:
+                # History by uid and date reads the posting's copy of the time.
+                problem('timestamp', 'account %d posting %d: time %s differs from its journal '
+                        'entry %d (%s)' % (account_id, posting_id, posted_at, journal_id,
+                                           created_at))
             running += amount
             if not external and balance_after != running:
                 problem('running balance', 'account %d posting %d: balance after is %s, the '
