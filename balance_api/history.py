@@ -4,6 +4,8 @@ import re
 from typing import NamedTuple, Optional
 from urllib.parse import parse_qsl
 
+from peewee import fn
+
 from . import errors
 from .models import JournalEntry, Posting
 from .schemas import parse_user_id
@@ -19,7 +21,7 @@ class HistoryQuery(NamedTuple):
     date_start: Optional[datetime.date] = None
     date_end: Optional[datetime.date] = None
     limit: Optional[int] = None
-    after_id: int = 0
+    after_id: Optional[int] = None
 
 
 def parse_query(*query_strings):
@@ -43,7 +45,7 @@ def parse_query(*query_strings):
     limit = _count(values.get('limit'))
     if limit == 0:
         raise errors.InvalidPaging()
-    return HistoryQuery(uid, start, end, limit, _count(values.get('after_id')) or 0)
+    return HistoryQuery(uid, start, end, limit, _count(values.get('after_id')))
 
 
 def _date(text):
@@ -69,13 +71,14 @@ def _day_start(day):
     return datetime.datetime.combine(day, datetime.time())
 
 
-def select(query):
+def select(query, ids_precede_commit=False):
     """The journal rows matching ``query``, ordered by id, as a lazy query.
 
     With a uid, the account's postings are read through their
     (account, created_at) index and joined to their entries, so only the
     returned rows are read; without one, the journal's created_at index or
-    its primary key serves.
+    its primary key serves. Where the database hands out ids before commit
+    (PostgreSQL), pages stay gap-free under concurrent writers.
     """
     columns = (JournalEntry.id, JournalEntry.created_at, JournalEntry.receiver_id,
                JournalEntry.amount, JournalEntry.operation,
@@ -94,6 +97,11 @@ def select(query):
         rows = rows.where(moment < _day_start(query.date_end + datetime.timedelta(days=1)))
     if query.after_id:
         rows = rows.where(JournalEntry.id > query.after_id)
+    if ids_precede_commit and (query.limit is not None or query.after_id is not None):
+        # Ids are handed out before commit: a page must not include a row
+        # whose smaller-id neighbour may still commit, or the next page
+        # (after_id = this page's last id) would never show that neighbour.
+        rows = rows.where(JournalEntry.txid < fn.pg_snapshot_xmin(fn.pg_current_snapshot()))
     rows = rows.order_by(JournalEntry.id)
     if query.limit is not None:
         rows = rows.limit(query.limit)

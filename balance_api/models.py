@@ -44,6 +44,8 @@ class JournalEntry(BaseModel):
     receiver_id = peewee.BigIntegerField()
     amount = MoneyField(column_name='sum')
     transaction_description = peewee.CharField(max_length=255)
+    # PostgreSQL fills it with the writing transaction's id (see migration 0002).
+    txid = peewee.BareField(null=True)
 
 
 class Posting(BaseModel):

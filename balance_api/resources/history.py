@@ -4,6 +4,7 @@ import json
 import falcon
 
 from .. import history
+from ..db import is_postgres
 from ..money import format_amount
 from ..streaming import json_array
 
@@ -33,4 +34,6 @@ class History:
     def on_get(self, req, resp, query=None):
         filters = history.parse_query(query, req.query_string)
         resp.content_type = falcon.MEDIA_JSON
-        resp.stream = json_array(self.db, lambda: history.select(filters), _render_row)
+        ids_precede_commit = is_postgres(self.db)
+        resp.stream = json_array(
+            self.db, lambda: history.select(filters, ids_precede_commit), _render_row)
