@@ -108,3 +108,22 @@ def test_two_processes_migrating_at_once_apply_the_schema_once(blank_database_ur
         assert db.execute_sql('SELECT id FROM account').fetchall() == [(0,)]
     if isinstance(db, peewee.PostgresqlDatabase):
         db.close_all()
+
+
+def test_ten_megabyte_body_is_refused_before_it_is_read(server):
+    import socket
+    port = int(server.url.rsplit(':', 1)[1])
+    with socket.create_connection(('127.0.0.1', port), timeout=10) as sock:
+        # Announce 10 MB, send only the headers: the answer must come anyway.
+        sock.sendall(b'PUT /transfer HTTP/1.1\r\nHost: localhost\r\n'
+                     b'Content-Type: application/x-www-form-urlencoded\r\n'
+                     b'Content-Length: 10485760\r\n\r\n')
+        answer = b''
+        while b'\r\n\r\n' not in answer or not answer.rstrip().endswith(b'}'):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    head, _, body = answer.partition(b'\r\n\r\n')
+    assert head.startswith(b'HTTP/1.1 413')
+    assert b'"code": 520' in body
