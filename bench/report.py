@@ -1,0 +1,326 @@
+"""Results: medians and spreads, the table, results.json, RESULTS.md and the chart."""
+import json
+import statistics
+
+README_START = '<!-- results:start -->'
+README_END = '<!-- results:end -->'
+
+
+def stats(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    median = statistics.median(values)
+    low, high = min(values), max(values)
+    return {
+        'median': median, 'min': low, 'max': high,
+        'mean': statistics.fmean(values),
+        'stdev': statistics.stdev(values) if len(values) > 1 else 0.0,
+        # Half the range, relative to the median: "412 req/s ±3%".
+        'spread_pct': (high - low) / 2 / median * 100 if median else 0.0,
+        'samples': values,
+    }
+
+
+def _compare(value, op, target):
+    return value >= target if op == '>=' else value <= target
+
+
+def evaluate(scenarios, records):
+    """One row per criterion, with the numbers and whether the target is met."""
+    rows = []
+    for scenario in scenarios:
+        record = records.get(scenario.number)
+        if record is None:
+            continue
+        measurements = record.get('measurements', {})
+        for criterion in scenario.criteria:
+            service_samples = [criterion.service.pick(s)
+                               for s in measurements.get(criterion.service.measurement, [])]
+            if criterion.ceiling is not None:
+                ceiling_samples = [criterion.ceiling.pick(s)
+                                   for s in measurements.get(criterion.ceiling.measurement, [])]
+                ceiling_unit = criterion.ceiling.unit
+            else:
+                ceiling_samples = [criterion.fixed_ceiling] if criterion.fixed_ceiling else []
+                ceiling_unit = criterion.service.unit
+            service = stats(service_samples)
+            ceiling = stats(ceiling_samples)
+            ratio = None
+            ratios = []
+            if service and ceiling and ceiling['median']:
+                ratio = service['median'] / ceiling['median']
+                if criterion.ceiling is not None:
+                    ratios = [s / c for s, c in zip(service_samples, ceiling_samples) if c]
+                else:
+                    ratios = [s / criterion.fixed_ceiling for s in service_samples]
+            row = {
+                'scenario': scenario.number,
+                'key': criterion.key,
+                'label': criterion.label,
+                'service': dict(service, unit=criterion.service.unit) if service else None,
+                'ceiling': dict(ceiling, unit=ceiling_unit) if ceiling else None,
+                'ceiling_text': criterion.fixed_ceiling_text,
+                'ratio': ratio,
+                'ratio_per_run': ratios,
+                'target': {'op': criterion.op, 'value': criterion.target},
+                'met': None,
+                'checks': {},
+                'error': record.get('error'),
+            }
+            if ratio is not None:
+                met = _compare(ratio, criterion.op, criterion.target)
+                if scenario.require_clean:
+                    errors = _service_errors(record, criterion.service.measurement)
+                    row['checks'] = {'errors': errors, 'deadlocks': record.get('deadlocks')}
+                    met = met and errors == 0 and record.get('deadlocks') == 0
+                row['met'] = bool(met) and not record.get('error')
+            rows.append(row)
+    return rows
+
+
+def _service_errors(record, measurement):
+    errors = record.get('errors', {})
+    total = sum(errors.get(measurement, {}).get(key, 0)
+                for key in ('connect', 'read', 'write', 'status', 'timeout'))
+    warmup = errors.get('warmup', {})
+    return total + sum(warmup.get(key, 0) for key in ('connect', 'read', 'write', 'status',
+                                                        'timeout'))
+
+
+# -- text ----------------------------------------------------------------
+
+def _number(value, unit):
+    if value is None:
+        return '-'
+    if unit in ('ms',):
+        return '%.2f ms' % value if value < 10 else '%.1f ms' % value
+    if unit == 'MB':
+        return '%.1f MB' % value
+    if value >= 100:
+        text = '{:,.0f}'.format(value)
+    else:
+        text = '%.1f' % value
+    return '%s %s' % (text, unit)
+
+
+def figure_text(figure, spread=True):
+    if not figure:
+        return '-'
+    text = _number(figure['median'], figure['unit'])
+    if spread and len(figure['samples']) > 1:
+        text += ' ±%.0f%%' % figure['spread_pct']
+    return text
+
+
+def ceiling_text(row):
+    if row['ceiling_text']:
+        return row['ceiling_text']
+    return figure_text(row['ceiling'])
+
+
+def met_text(row):
+    if row['error']:
+        return 'ERROR'
+    if row['met'] is None:
+        return '-'
+    text = 'yes' if row['met'] else 'NO'
+    if row['checks']:
+        text += ' (errors %s, deadlocks %s)' % (row['checks']['errors'], row['checks']['deadlocks'])
+    return text
+
+
+def table_rows(rows):
+    header = ['scenario', 'service figure', 'ceiling', 'ratio', 'target', 'met?']
+    body = []
+    for row in rows:
+        body.append([
+            '%d. %s' % (row['scenario'], row['label']),
+            figure_text(row['service']),
+            ceiling_text(row),
+            '-' if row['ratio'] is None else '%.2f' % row['ratio'],
+            '%s %s' % (row['target']['op'].replace('>=', '≥').replace('<=', '≤'),
+                       row['target']['value']),
+            met_text(row),
+        ])
+    return header, body
+
+
+def text_table(rows):
+    header, body = table_rows(rows)
+    widths = [max(len(line[i]) for line in [header] + body) for i in range(len(header))]
+    lines = [' | '.join(cell.ljust(width) for cell, width in zip(header, widths)),
+             '-+-'.join('-' * width for width in widths)]
+    lines += [' | '.join(cell.ljust(width) for cell, width in zip(line, widths)) for line in body]
+    return '\n'.join(lines)
+
+
+def markdown_table(rows):
+    header, body = table_rows(rows)
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    lines += ['| ' + ' | '.join(cell.replace('|', '\\|') for cell in line) + ' |'
+              for line in body]
+    return '\n'.join(lines)
+
+
+def machine_line(machine):
+    pg = machine.get('postgresql_settings', {}).get('server_version') or machine.get('postgresql')
+    return '%s, %s cores, %s GiB RAM, PostgreSQL %s, Python %s, Linux %s' % (
+        machine['cpu_model'], machine['cores'], machine['memory_gib'], pg,
+        machine['python'], machine['kernel'])
+
+
+def config_line(config):
+    return ('%d run(s) of %d s per figure (after a %d s warm-up), %d connections, wrk %d '
+            'threads, %d gunicorn workers, seed of %s accounts and %s journal rows, pgbench '
+            'scale %d' % (config['repeat'], config['duration'], config['warmup'],
+                          config['connections'], config['threads'], config['workers'],
+                          '{:,}'.format(config['accounts']), '{:,}'.format(config['rows']),
+                          config['pgbench_scale']))
+
+
+def details(results):
+    """Per-scenario facts beyond the table, as markdown bullet lines."""
+    lines = []
+    for record in results['scenarios']:
+        facts = []
+        if record.get('error'):
+            facts.append('error: %s' % record['error'])
+        measurements = record.get('measurements', {})
+        errors = record.get('errors', {})
+        for name, counts in sorted(errors.items()):
+            total = sum(counts.get(k, 0) for k in ('connect', 'read', 'write', 'status', 'timeout'))
+            if name == 'warmup':
+                facts.append('warm-up errors %d' % total)
+            else:
+                facts.append('%s: %s non-2xx, %s socket errors over %s requests' % (
+                    name, counts.get('status', 0), total - counts.get('status', 0),
+                    '{:,}'.format(sum(s['requests'] for s in measurements.get(name, [])))))
+        if record['number'] in (1, 2, 3):
+            facts.append('deadlocks %s' % record.get('deadlocks'))
+        if record.get('service_log_errors'):
+            facts.append('%d error lines in the service log' % record['service_log_errors'])
+        sample = record.get('history_rows_per_answer')
+        if sample:
+            facts.append('rows per history answer: mean %.1f, max %d (%d empty of %d)' % (
+                sample['mean_rows'], sample['max_rows'], sample['empty'], sample['requests']))
+        for stream in measurements.get('stream', [])[:1]:
+            facts.append('streamed %s rows, %.0f MB of JSON' % ('{:,}'.format(stream['rows']),
+                                                                stream['bytes'] / 1e6))
+        if measurements.get('stream'):
+            streams = measurements['stream']
+            facts.append('worker RSS idle %.1f MB, peak %.1f MB (sampled VmRSS max %.1f, '
+                         'VmHWM max %s)' % (
+                             streams[0]['idle_rss_mb'],
+                             max(s['peak_rss_mb'] for s in streams),
+                             max(s['sampled_peak_rss_mb'] for s in streams),
+                             '-' if streams[0]['hwm_peak_rss_mb'] is None else '%.1f' % max(
+                                 s['hwm_peak_rss_mb'] for s in streams)))
+        for name in ('transfer', 'hot_transfer', 'add_sub', 'balance_get', 'history', 'health'):
+            samples = measurements.get(name)
+            if samples and name in {c for c in _service_measurements(record)}:
+                p50 = statistics.median(s['latency_us']['p50'] for s in samples) / 1000
+                p99 = statistics.median(s['latency_us']['p99'] for s in samples) / 1000
+                facts.append('%s latency p50 %.1f ms, p99 %.1f ms' % (name, p50, p99))
+        lines.append('- **%d. %s**: %s' % (record['number'], record['title'],
+                                           '; '.join(facts) or 'no notes'))
+    return '\n'.join(lines)
+
+
+def _service_measurements(record):
+    return record.get('service_measurements', [])
+
+
+def _loads(values):
+    return ', '.join(str(v) for v in values) if values else 'unknown'
+
+
+def markdown(results, chart_name):
+    rows = results['rows']
+    met = sum(1 for row in rows if row['met'])
+    parts = [
+        '# Benchmark results',
+        '',
+        'Measured %s with `%s`.' % (results['machine']['date'], results['command']),
+        '',
+        '- Machine: %s.' % machine_line(results['machine']),
+        '- Load average (1, 5, 15 min) at start: %s; at the end: %s (other work may share '
+        'the machine).' % (_loads(results['machine'].get('load_average_at_start')),
+                           _loads(results['machine'].get('load_average_at_end'))),
+        '- Whole run: %.0f s.' % results['seconds'],
+        '- Setup: %s.' % config_line(results['config']),
+        '- Service: %s.' % (results['machine'].get('git_commit') or 'unknown commit'),
+        '- Figures are medians over the runs; ± is half the range between the lowest and the '
+        'highest run, relative to the median. The ratio is median service / median ceiling.',
+        '',
+        markdown_table(rows),
+        '',
+        '%d of %d targets met.' % (met, len(rows)),
+        '',
+        '![ratio to ceiling per scenario](%s)' % chart_name,
+        '',
+        '## Details',
+        '',
+        details(results),
+        '',
+    ]
+    return '\n'.join(parts)
+
+
+# -- files -----------------------------------------------------------------
+
+def write_json(results, path):
+    with open(path, 'w') as handle:
+        json.dump(results, handle, indent=2, default=str)
+        handle.write('\n')
+
+
+def chart(rows, path, title):
+    """Horizontal bars: each criterion's ratio, its target marked; green met, red missed."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    shown = [row for row in rows if row['ratio'] is not None]
+    if not shown:
+        return False
+    labels = ['%d. %s' % (row['scenario'], row['label']) for row in shown][::-1]
+    ratios = [row['ratio'] for row in shown][::-1]
+    targets = [row['target']['value'] for row in shown][::-1]
+    ops = [row['target']['op'] for row in shown][::-1]
+    colors = ['#3a9a4a' if row['met'] else '#c8423b' for row in shown][::-1]
+    limit = max(ratios + targets) * 1.45
+
+    figure, axis = plt.subplots(figsize=(9, 0.55 * len(shown) + 1.6))
+    positions = range(len(shown))
+    axis.barh(positions, ratios, color=colors, height=0.6)
+    for y, ratio, target, op in zip(positions, ratios, targets, ops):
+        axis.plot([target, target], [y - 0.4, y + 0.4], color='black', linewidth=2)
+        axis.text(max(ratio, target) + limit * 0.015, y, '%.2f  (target %s %g)' % (
+            ratio, '≥' if op == '>=' else '≤', target), va='center', fontsize=8)
+    axis.set_yticks(list(positions))
+    axis.set_yticklabels(labels, fontsize=8)
+    axis.set_xlim(0, limit)
+    axis.set_xlabel('ratio to ceiling (black mark: target; green met, red missed)')
+    axis.set_title(title, fontsize=9)
+    axis.grid(axis='x', alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return True
+
+
+def update_readme(path, block):
+    """Replace the text between the results markers of a README."""
+    try:
+        with open(path) as handle:
+            text = handle.read()
+    except OSError:
+        return False
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        return False
+    text = text[:start + len(README_START)] + '\n' + block.strip() + '\n' + text[end:]
+    with open(path, 'w') as handle:
+        handle.write(text)
+    return True

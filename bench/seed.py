@@ -1,0 +1,309 @@
+"""Bulk loader: a large, valid ledger written straight into PostgreSQL with COPY.
+
+The schema comes from the service's own migrations; the rows are generated
+here: accounts, journal entries and the matching double-entry postings, with
+exact running balances and each account's SHA-256 hash chain computed by
+``balance_api.chain.posting_hash``, so ``python -m balance_api verify`` passes
+on the result. Secondary indexes are dropped during the load and rebuilt
+afterwards; foreign keys are not checked row by row (the rows are consistent
+by construction).
+
+Layout of a seed of A accounts and R journal rows:
+
+* users 1..A, each created (``user_add``) and given ``INITIAL_BALANCE``
+  (``balance_add``) at the start of the seeded year;
+* the hot account A+1, created and given ``HOT_BALANCE``;
+* the remaining rows spread evenly over the seeded year (timestamps
+  increase with the journal id): 80% transfers between two random users,
+  10% deposits, 10% withdrawals, amounts 0.01 to 100.00.
+
+Nothing happens after the seeded year, so rows the benchmark writes later
+(stamped with the real clock) never fall in a seeded date range.
+"""
+import datetime
+import io
+import queue
+import random
+import subprocess
+import sys
+import threading
+import time
+from decimal import Decimal
+from typing import NamedTuple
+
+from balance_api.chain import GENESIS_HASH, posting_hash
+
+# Bumped whenever the generated data changes, so old seeds are not reused.
+LOADER_VERSION = 1
+
+SEED_YEAR_START = datetime.datetime(2024, 1, 1)
+SEED_YEAR_END = datetime.datetime(2025, 1, 1)
+INITIAL_BALANCE_CENTS = 100_000_000            # 1,000,000.00 per user
+HOT_BALANCE_CENTS = 100_000_000_000_000_000    # 1,000,000,000,000,000.00
+MAX_AMOUNT_CENTS = 10_000                      # 100.00
+EXTERNAL = 0
+
+CHUNK_ENTRIES = 50_000
+COPY_BUFFER = 1 << 18
+
+JOURNAL_COLUMNS = ('id', 'created_at', 'operation', 'sender_id', 'receiver_id', 'sum',
+                   'transaction_description')
+POSTING_COLUMNS = ('id', 'journal_id', 'account_id', 'amount', 'balance_after', 'created_at',
+                   'hash')
+ACCOUNT_COLUMNS = ('id', 'balance', 'last_hash', 'created_at')
+
+
+class SeedSpec(NamedTuple):
+    accounts: int
+    rows: int
+    rng_seed: int = 1
+
+    @property
+    def hot_account(self):
+        return self.accounts + 1
+
+    @property
+    def database(self):
+        return 'bench_seed_v%d_a%d_r%d' % (LOADER_VERSION, self.accounts, self.rows)
+
+    def check(self):
+        if self.accounts < 2:
+            raise ValueError('a seed needs at least 2 accounts')
+        if self.rows < 2 * (self.accounts + 1):
+            raise ValueError('a seed of %d accounts needs at least %d journal rows'
+                             % (self.accounts, 2 * (self.accounts + 1)))
+
+
+def _money(cents):
+    """Cents as the text PostgreSQL reads into NUMERIC(19,2)."""
+    if cents < 0:
+        whole, part = divmod(-cents, 100)
+        return '-%d.%02d' % (whole, part)
+    whole, part = divmod(cents, 100)
+    return '%d.%02d' % (whole, part)
+
+
+def _decimal(cents):
+    return Decimal(cents).scaleb(-2)
+
+
+class _Generator:
+    """Produces the ledger in journal-id order, chunk by chunk, as COPY text."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.rng = random.Random(spec.rng_seed)
+        size = spec.accounts + 2
+        self.balance = [0] * size
+        self.last_hash = [GENESIS_HASH] * size
+        self.journal_id = 0
+        self.posting_id = 0
+        self.journal = io.StringIO()
+        self.postings = io.StringIO()
+        self.entries_in_chunk = 0
+
+    def _entry(self, moment, operation, sender, receiver, cents, legs):
+        """One journal entry; ``legs`` are (account, signed cents)."""
+        self.journal_id += 1
+        journal_id = self.journal_id
+        description = '%032x' % self.rng.getrandbits(128)
+        stamp = moment.isoformat(sep=' ')
+        amount_text = _money(cents)
+        amount = _decimal(cents)
+        self.journal.write('%d\t%s\t%s\t%d\t%d\t%s\t%s\n' % (
+            journal_id, stamp, operation, sender, receiver, amount_text, description))
+        write = self.postings.write
+        for account, delta in legs:
+            self.posting_id += 1
+            if account == EXTERNAL:
+                digest = posting_hash(
+                    '', account_id=EXTERNAL, amount=_decimal(delta), balance_after=None,
+                    journal_id=journal_id, created_at=moment, operation=operation,
+                    sender_id=sender, receiver_id=receiver, journal_amount=amount,
+                    description=description)
+                write('%d\t%d\t0\t%s\t\\N\t%s\t%s\n' % (
+                    self.posting_id, journal_id, _money(delta), stamp, digest))
+                continue
+            after = self.balance[account] + delta
+            if after < 0:
+                raise AssertionError('seed would overdraw account %d' % account)
+            digest = posting_hash(
+                self.last_hash[account], account_id=account, amount=_decimal(delta),
+                balance_after=_decimal(after), journal_id=journal_id, created_at=moment,
+                operation=operation, sender_id=sender, receiver_id=receiver,
+                journal_amount=amount, description=description)
+            self.balance[account] = after
+            self.last_hash[account] = digest
+            write('%d\t%d\t%d\t%s\t%s\t%s\t%s\n' % (
+                self.posting_id, journal_id, account, _money(delta), _money(after), stamp,
+                digest))
+        self.entries_in_chunk += 1
+
+    def _flush(self):
+        chunk = (self.journal.getvalue(), self.postings.getvalue(), self.entries_in_chunk)
+        self.journal, self.postings = io.StringIO(), io.StringIO()
+        self.entries_in_chunk = 0
+        return chunk
+
+    def chunks(self):
+        spec, rng = self.spec, self.rng
+        users = spec.accounts
+        # Opening entries: one millisecond apart from the start of the year.
+        moment = SEED_YEAR_START
+        step = datetime.timedelta(milliseconds=1)
+        for account in list(range(1, users + 1)) + [spec.hot_account]:
+            opening = HOT_BALANCE_CENTS if account == spec.hot_account else INITIAL_BALANCE_CENTS
+            self._entry(moment, 'user_add', EXTERNAL, account, 0, [(account, 0)])
+            moment += step
+            self._entry(moment, 'balance_add', EXTERNAL, account, opening,
+                        [(account, opening), (EXTERNAL, -opening)])
+            moment += step
+            if self.entries_in_chunk >= CHUNK_ENTRIES:
+                yield self._flush()
+
+        # The rest, evenly over the year (one hour in, to the last second).
+        remaining = spec.rows - self.journal_id
+        first = SEED_YEAR_START + datetime.timedelta(hours=1)
+        span_us = int((SEED_YEAR_END - first).total_seconds() * 1_000_000) - 1_000_000
+        slot = span_us / max(remaining, 1)
+        randrange, rand = rng.randrange, rng.random
+        balance = self.balance
+        for index in range(remaining):
+            moment = first + datetime.timedelta(microseconds=int((index + rand()) * slot))
+            cents = randrange(1, MAX_AMOUNT_CENTS + 1)
+            kind = rand()
+            if kind < 0.8:
+                sender = randrange(1, users + 1)
+                receiver = randrange(1, users)
+                if receiver >= sender:
+                    receiver += 1
+                if balance[sender] < cents:
+                    sender, receiver = receiver, sender
+                self._entry(moment, 'balance_transfer', sender, receiver, cents,
+                            [(sender, -cents), (receiver, cents)])
+            else:
+                account = randrange(1, users + 1)
+                if kind < 0.9 or balance[account] < cents:
+                    self._entry(moment, 'balance_add', EXTERNAL, account, cents,
+                                [(account, cents), (EXTERNAL, -cents)])
+                else:
+                    self._entry(moment, 'balance_sub', EXTERNAL, account, cents,
+                                [(account, -cents), (EXTERNAL, cents)])
+            if self.entries_in_chunk >= CHUNK_ENTRIES:
+                yield self._flush()
+        if self.entries_in_chunk:
+            yield self._flush()
+
+    def accounts_text(self):
+        stamp = SEED_YEAR_START.isoformat(sep=' ')
+        out = io.StringIO()
+        for account in list(range(1, self.spec.accounts + 1)) + [self.spec.hot_account]:
+            out.write('%d\t%s\t%s\t%s\n' % (account, _money(self.balance[account]),
+                                            self.last_hash[account], stamp))
+        return out.getvalue()
+
+
+def _copy(cursor, table, columns, text):
+    cursor.copy_expert('COPY %s (%s) FROM STDIN' % (table, ', '.join(columns)),
+                       io.StringIO(text), size=COPY_BUFFER)
+
+
+def _secondary_indexes(cursor, tables):
+    """(name, definition) of the plain indexes on ``tables`` (not keys or unique constraints)."""
+    cursor.execute(
+        """SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
+             FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid
+            WHERE t.relname = ANY(%s) AND NOT i.indisprimary AND NOT i.indisunique
+              AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
+            ORDER BY 1""", (list(tables),))
+    return cursor.fetchall()
+
+
+def seed(pg, spec, python=sys.executable, log=None, progress=print):
+    """Create database ``spec.database`` holding the seeded ledger; returns seconds taken.
+
+    Built under a temporary name and renamed when complete, so a database
+    with the final name is always a finished seed.
+    """
+    spec.check()
+    started = time.perf_counter()
+    building = spec.database + '_building'
+    pg.drop(building)
+    pg.create(building)
+    env = {'DATABASE_URL': pg.database_url(building)}
+    subprocess.run([python, '-m', 'balance_api', 'migrate'], check=True,
+                   env={**pg.client_env(), **env}, stdout=log, stderr=log)
+
+    conn = pg.connect(building, autocommit=False)
+    cursor = conn.cursor()
+    cursor.execute("SET session_replication_role = replica")   # no per-row FK triggers
+    cursor.execute("SET maintenance_work_mem = '512MB'")
+    cursor.execute('SELECT count(*) FROM journal_entry')
+    if cursor.fetchone()[0]:
+        raise RuntimeError('a freshly migrated database already has journal rows')
+    indexes = _secondary_indexes(cursor, ('journal_entry', 'posting'))
+    for name, _ in indexes:
+        cursor.execute('DROP INDEX %s' % name)
+
+    # Generation (Python) and COPY (the server) overlap: one chunk in flight.
+    work = queue.Queue(maxsize=2)
+    failure = []
+
+    def writer():
+        try:
+            while True:
+                item = work.get()
+                if item is None:
+                    return
+                journal_text, posting_text = item
+                _copy(cursor, 'journal_entry', JOURNAL_COLUMNS, journal_text)
+                _copy(cursor, 'posting', POSTING_COLUMNS, posting_text)
+        except BaseException as exc:  # reported by the producer
+            failure.append(exc)
+            while work.get() is not None:
+                pass
+
+    thread = threading.Thread(target=writer, name='copy-writer', daemon=True)
+    thread.start()
+    generator = _Generator(spec)
+    done = 0
+    last_report = time.perf_counter()
+    try:
+        for journal_text, posting_text, count in generator.chunks():
+            if failure:
+                break
+            work.put((journal_text, posting_text))
+            done += count
+            if time.perf_counter() - last_report > 10:
+                last_report = time.perf_counter()
+                progress('  seeded %d / %d journal rows (%.0f s)'
+                         % (done, spec.rows, last_report - started))
+    finally:
+        work.put(None)
+        thread.join()
+    if failure:
+        conn.rollback()
+        raise failure[0]
+
+    _copy(cursor, 'account', ACCOUNT_COLUMNS, generator.accounts_text())
+    for table in ('journal_entry', 'posting'):
+        cursor.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), (SELECT max(id) FROM "
+                       + table + '))', (table,))
+    progress('  rows loaded in %.0f s; building indexes' % (time.perf_counter() - started))
+    for _, definition in indexes:
+        cursor.execute(definition)
+    conn.commit()
+    conn.autocommit = True
+    cursor.execute('VACUUM (ANALYZE, FREEZE)')
+    cursor.close()
+    conn.close()
+    pg.rename(building, spec.database)
+    return time.perf_counter() - started
+
+
+def verify(pg, database, python=sys.executable, timeout=None):
+    """``python -m balance_api verify`` on a database; returns (ok, output)."""
+    result = subprocess.run([python, '-m', 'balance_api', 'verify'], capture_output=True,
+                            text=True, timeout=timeout,
+                            env={**pg.client_env(), 'DATABASE_URL': pg.database_url(database)})
+    return result.returncode == 0, (result.stdout + result.stderr).strip()
