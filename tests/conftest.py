@@ -46,7 +46,12 @@ def postgres_url():
     db = open_database(url)
     migrate(db)
     db.close_all()
+    admin.close_all()
     yield url
+    # A fresh connection: tests may have restarted the server meanwhile.
+    admin = open_database(PG_URL)
+    admin.connect()
+    admin.connection().autocommit = True
     admin.execute_sql('DROP DATABASE IF EXISTS %s WITH (FORCE)' % name)
     admin.close_all()
 

@@ -1,0 +1,154 @@
+"""Shared helpers of the API tests: requests, the error catalogue, state snapshots."""
+import json
+import re
+from urllib.parse import quote, urlencode
+
+from balance_api.db import database
+from balance_api.models import Account, JournalEntry, Posting
+
+FORM = {'Content-Type': 'application/x-www-form-urlencoded'}
+JSON = {'Content-Type': 'application/json'}
+
+# Every error the API answers with: code -> (HTTP status, message).
+ERRORS = {
+    501: (500, 'Failed to add new user'),
+    502: (500, 'Delete user failed'),
+    503: (500, 'Failed to add/sub balance to user'),
+    504: (422, 'Operation type mismatch. Failed to add/sub balance to user'),
+    505: (409, 'User has not enough money'),
+    507: (422, 'User ID format is not correct'),
+    508: (422, 'balance format is not correct (use decimal 19.2). (1.04 for example)'),
+    509: (404, 'User does not exist'),
+    511: (409, 'Delete user failed - non zero balance'),
+    512: (500, 'Failed saving balance history'),
+    513: (422, 'Sender and receiver must be different users'),
+    514: (422, 'History date format is not correct (use YYYY-MM-DD)'),
+    515: (422, 'History query is not correct (keys: uid, date-start, date-end, limit, after_id)'),
+    516: (422, 'History date-start is after date-end'),
+    517: (422, 'History paging is not correct (limit and after_id are positive integers)'),
+    518: (409, 'Idempotency-Key was already used with a different request'),
+    519: (422, 'Idempotency-Key format is not correct (1 to 255 visible ASCII characters)'),
+    520: (413, 'Request body is too large'),
+    521: (411, 'Request body needs a Content-Length header'),
+    522: (415, 'Content type is not supported '
+               '(use application/x-www-form-urlencoded or application/json)'),
+    523: (400, 'Request body is malformed (expected one form or JSON object, UTF-8)'),
+    524: (422, 'Request has an unknown field'),
+    525: (422, 'Resulting balance would exceed the maximum (decimal 19.2)'),
+    526: (422, 'trans_desc format is not correct (text of at most 255 characters)'),
+    527: (422, 'email or msisdn format is not correct'),
+    528: (409, 'email or msisdn already belongs to another user'),
+    529: (404, 'Not found'),
+    530: (405, 'Method not allowed'),
+    531: (503, 'Database is unavailable, retry later'),
+    532: (500, 'Internal server error'),
+    533: (400, 'Bad request'),
+}
+
+MAX_USER_ID = 9223372036854775807
+MAX_BALANCE = '99999999999999999.99'
+HISTORY_KEYS = {'id', 'date', 'receiver_id', 'sum', 'operation', 'transaction_description',
+                'sender_id'}
+DATE_FORMAT = re.compile(r'\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}')
+MD5_HEX = re.compile(r'[0-9a-f]{32}')
+AMOUNT_FORMAT = re.compile(r'[0-9]+\.[0-9]{2}')
+
+# User ids that are not a positive integer fitting a signed 64-bit integer.
+BAD_USER_IDS = ['0', '-1', '01', '9223372036854775808', '1.0', '1e2', 'abc', '+1', '1 ', ' 1',
+                '\u0661']
+
+# Amounts that are not positive decimals with <= 17 integer digits and <= 2 decimals.
+BAD_AMOUNTS = ['0', '0.00', '-1', '-0.00', '1,04', '1.001', '1e3', 'NaN', '', ' 5', '5 ',
+               '1_000', '\u0663', '0x10', '99999999999999999999.99', '100000000000000000']
+
+
+def encode_form(fields):
+    """Form-encode ``fields`` (a dict or pairs), percent-encoding UTF-8 like browsers do."""
+    return urlencode(fields, quote_via=quote)
+
+
+def send_form(client, method, path, fields=None, headers=None):
+    return client.simulate_request(method, path, body=encode_form(fields or {}),
+                                   headers={**FORM, **(headers or {})})
+
+
+def send_json(client, method, path, payload, headers=None):
+    body = payload if isinstance(payload, (str, bytes)) else json.dumps(payload)
+    return client.simulate_request(method, path, body=body, headers={**JSON, **(headers or {})})
+
+
+def assert_error(result, code):
+    """The response is exactly the numbered error ``code``, as JSON."""
+    status, message = ERRORS[code]
+    assert result.status_code == status, (code, result.status_code, result.text)
+    assert result.headers['content-type'].startswith('application/json'), result.headers
+    assert result.json == {'code': code, 'message': message}
+
+
+def assert_ok(result, status=200):
+    assert result.status_code == status, result.text
+    assert result.headers['content-type'].startswith('application/json')
+    return result.json
+
+
+def balance_of(client, user_id):
+    return assert_ok(client.simulate_get('/balance/%d' % user_id))['balance']
+
+
+def add(client, user_id, amount, trans_desc=None, headers=None):
+    fields = {'operation': 'add', 'balance': amount}
+    if trans_desc is not None:
+        fields['trans_desc'] = trans_desc
+    return send_form(client, 'PUT', '/balance/%d' % user_id, fields, headers)
+
+
+def sub(client, user_id, amount, headers=None):
+    return send_form(client, 'PUT', '/balance/%d' % user_id,
+                     {'operation': 'sub', 'balance': amount}, headers)
+
+
+def transfer(client, sender_id, receiver_id, amount, trans_desc=None, headers=None):
+    fields = {'sender_id': sender_id, 'receiver_id': receiver_id, 'balance': amount}
+    if trans_desc is not None:
+        fields['trans_desc'] = trans_desc
+    return send_form(client, 'PUT', '/transfer', fields, headers)
+
+
+def history(client, query=''):
+    """History rows for ``query`` in the path form (``uid=12&date-start=...``)."""
+    path = '/history/' + query if query else '/history'
+    return assert_ok(client.simulate_get(path))
+
+
+def last_history_row(client):
+    return history(client)[-1]
+
+
+def snapshot():
+    """Everything a change could touch, read in one go: accounts (deleted ones
+    included), the journal history is made of, and the postings."""
+    with database.connection_context():
+        return {
+            'accounts': list(Account.select(Account.id, Account.balance, Account.last_hash,
+                                            Account.email, Account.msisdn, Account.deleted_at)
+                             .order_by(Account.id).tuples()),
+            'journal': list(JournalEntry.select().order_by(JournalEntry.id).tuples()),
+            'postings': list(Posting.select(Posting.id, Posting.journal, Posting.account,
+                                            Posting.amount, Posting.balance_after)
+                             .order_by(Posting.id).tuples()),
+        }
+
+
+def set_entry_time(entry_id, moment):
+    """Move a journal entry and its postings to ``moment`` (naive UTC)."""
+    with database.connection_context():
+        with database.atomic():
+            JournalEntry.update(created_at=moment).where(JournalEntry.id == entry_id).execute()
+            Posting.update(created_at=moment).where(Posting.journal == entry_id).execute()
+
+
+def failing(exception_class):
+    """A stand-in for a model method that fails the way the database would."""
+    def fail(*args, **kwargs):
+        raise exception_class('injected failure')
+    return fail
