@@ -84,14 +84,24 @@ class Tally:
             self.responses[outcome] += 1
 
 
-def _postgres_cluster():
-    versions = sorted(os.listdir('/etc/postgresql')) if os.path.isdir('/etc/postgresql') else []
-    return versions[-1] if versions else None
+def postgres_cluster(database_url):
+    """The local cluster (version, name) serving ``database_url``, or None."""
+    port = urlparse(database_url).port or 5432
+    try:
+        listing = subprocess.run(['pg_lsclusters', '-h'], capture_output=True, text=True,
+                                 check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    for line in listing.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[2] == str(port):
+            return fields[0], fields[1]
+    return None
 
 
-def restart_postgres():
-    version = _postgres_cluster()
-    subprocess.run(['pg_ctlcluster', '--skip-systemctl-redirect', version, 'main', 'restart'],
+def restart_postgres(cluster):
+    version, name = cluster
+    subprocess.run(['pg_ctlcluster', '--skip-systemctl-redirect', version, name, 'restart'],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -101,6 +111,10 @@ class BankRun:
         self.base = server.url
         self.database_url = database_url
         self.config = config
+        self.cluster = postgres_cluster(database_url) if config.postgres_restarts else None
+        if config.postgres_restarts and self.cluster is None:
+            raise RuntimeError('restarting PostgreSQL needs the local cluster serving %s'
+                               % database_url)
         self.accounts = list(range(1, config.accounts + 1))
         self.tally = Tally()
         self.operations = []
@@ -258,7 +272,7 @@ class BankRun:
             if restarts_at and time.monotonic() - started >= restarts_at[0]:
                 restarts_at.pop(0)
                 outage_start = time.monotonic()
-                restart_postgres()
+                restart_postgres(self.cluster)
                 back = time.monotonic()
                 self.tally.faults['PostgreSQL restarted'] += 1
                 self.tally.outages.append((outage_start, back))

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from bank import BankConfig, _postgres_cluster, run_bank
+from bank import BankConfig, postgres_cluster, run_bank
 from conftest import REQUIRE_POSTGRES, _empty_postgres
 
 
@@ -14,7 +14,7 @@ def bank_database_url(postgres_url):
 
 
 def test_bank_invariants_hold_under_faults(bank_database_url):
-    if _postgres_cluster() is None or os.geteuid() != 0:
+    if postgres_cluster(bank_database_url) is None or os.geteuid() != 0:
         message = 'restarting PostgreSQL needs the local cluster (pg_ctlcluster) and root'
         if REQUIRE_POSTGRES:
             pytest.fail(message)
