@@ -1,6 +1,7 @@
 """The application factory: wires database, middleware, routes and error handlers."""
 import json
 import logging
+import urllib.parse
 from decimal import Decimal
 
 import falcon
@@ -42,6 +43,22 @@ def _load_json(text):
     except RecursionError:
         # Deeply nested arrays fit in a small body; they are malformed, not a crash.
         raise ValueError('JSON nested too deeply') from None
+
+
+class FormHandler(falcon.media.URLEncodedFormHandler):
+    """Form bodies whose percent-escapes are not UTF-8 are malformed.
+
+    Falcon would decode such bytes to U+FFFD, which a client may also send
+    on purpose (%EF%BF%BD), so the two cannot be told apart afterwards.
+    """
+
+    def _deserialize(self, body):
+        try:
+            urllib.parse.parse_qsl(body.decode('ascii'), keep_blank_values=True,
+                                   encoding='utf-8', errors='strict')
+        except ValueError as exc:  # UnicodeDecodeError included
+            raise falcon.MediaMalformedError('URL-encoded') from exc
+        return super()._deserialize(body)
 
 
 def _render(resp, error, headers=None):
@@ -91,7 +108,7 @@ def create_app(settings=None, db=None):
     json_handler = falcon.media.JSONHandler(loads=_load_json)
     app.req_options.media_handlers = falcon.media.Handlers({
         falcon.MEDIA_JSON: json_handler,
-        falcon.MEDIA_URLENCODED: falcon.media.URLEncodedFormHandler(keep_blank=True),
+        falcon.MEDIA_URLENCODED: FormHandler(keep_blank=True),
     })
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = json_handler
 

@@ -4,9 +4,8 @@ import re
 from typing import NamedTuple, Optional
 from urllib.parse import parse_qsl
 
-from peewee import fn
-
-from . import errors
+from . import errors, pg_sql, sql_json
+from .db import is_postgres
 from .models import JournalEntry, Posting
 from .schemas import parse_user_id
 
@@ -71,38 +70,54 @@ def _day_start(day):
     return datetime.datetime.combine(day, datetime.time())
 
 
-def select(query, ids_precede_commit=False):
-    """The journal rows matching ``query``, ordered by id, as a lazy query.
+def select(query, db, at_most=None):
+    """``(sql, params)`` of the journal rows matching ``query``, ordered by
+    id, one column of JSON text per row (see ``balance_api.streaming``);
+    ``at_most`` caps the rows below the query's own limit.
 
     With a uid, the account's postings are read through their
     (account, created_at) index and joined to their entries, so only the
     returned rows are read; without one, the journal's created_at index or
-    its primary key serves. Where the database hands out ids before commit
-    (PostgreSQL), pages stay gap-free under concurrent writers.
+    its primary key serves. PostgreSQL runs the same query written out in
+    ``pg_sql.history``, which also keeps pages gap-free under concurrent
+    writers (ids are handed out before commit there; SQLite commits one
+    writer at a time, in id order).
     """
-    columns = (JournalEntry.id, JournalEntry.created_at, JournalEntry.receiver_id,
-               JournalEntry.amount, JournalEntry.operation,
-               JournalEntry.transaction_description, JournalEntry.sender_id)
+    start = _day_start(query.date_start) if query.date_start is not None else None
+    end = None
+    if query.date_end is not None and query.date_end < datetime.date.max:
+        end = _day_start(query.date_end + datetime.timedelta(days=1))
+    limit = query.limit
+    if at_most is not None and (limit is None or at_most < limit):
+        limit = at_most
+    if is_postgres(db):
+        return pg_sql.history(query.uid, start, end, query.after_id, limit,
+                              paged=query.limit is not None or query.after_id is not None)
+    row = sql_json.json_object([
+        ('id', sql_json.number(JournalEntry.id)),
+        ('date', sql_json.timestamp(db, JournalEntry.created_at)),
+        ('receiver_id', sql_json.number(JournalEntry.receiver_id)),
+        ('sum', sql_json.amount(db, JournalEntry.amount)),
+        # A CHECK constraint keeps operations to five plain names.
+        ('operation', sql_json.identifier(JournalEntry.operation)),
+        ('transaction_description', sql_json.string(db, JournalEntry.transaction_description)),
+        ('sender_id', sql_json.number(JournalEntry.sender_id)),
+    ])
     if query.uid is not None:
         moment = Posting.created_at
-        rows = (JournalEntry.select(*columns)
+        rows = (JournalEntry.select(row)
                 .join(Posting, on=(Posting.journal == JournalEntry.id))
                 .where(Posting.account == query.uid))
     else:
         moment = JournalEntry.created_at
-        rows = JournalEntry.select(*columns)
-    if query.date_start is not None:
-        rows = rows.where(moment >= _day_start(query.date_start))
-    if query.date_end is not None and query.date_end < datetime.date.max:
-        rows = rows.where(moment < _day_start(query.date_end + datetime.timedelta(days=1)))
+        rows = JournalEntry.select(row)
+    if start is not None:
+        rows = rows.where(moment >= start)
+    if end is not None:
+        rows = rows.where(moment < end)
     if query.after_id:
         rows = rows.where(JournalEntry.id > query.after_id)
-    if ids_precede_commit and (query.limit is not None or query.after_id is not None):
-        # Ids are handed out before commit: a page must not include a row
-        # whose smaller-id neighbour may still commit, or the next page
-        # (after_id = this page's last id) would never show that neighbour.
-        rows = rows.where(JournalEntry.txid < fn.pg_snapshot_xmin(fn.pg_current_snapshot()))
     rows = rows.order_by(JournalEntry.id)
-    if query.limit is not None:
-        rows = rows.limit(query.limit)
-    return rows.tuples()
+    if limit is not None:
+        rows = rows.limit(limit)
+    return rows.sql()

@@ -61,9 +61,9 @@ def execute(db, key, request_fingerprint, operation, clock=utc_now):
             return Outcome(record.status, json.loads(record.body), replayed=True)
 
         try:
-            # A savepoint: a refusal undoes the operation but keeps the claim.
-            with write_transaction(db):
-                outcome = operation()
+            # No savepoint is needed to keep the claim when the operation is
+            # refused: the ledger checks every rule before its first write.
+            outcome = operation()
         except errors.ApiError as exc:
             if exc.status.startswith('5'):
                 raise

@@ -5,6 +5,10 @@ its journal entry and its postings commit together or not at all. Rows are
 locked in ascending account id, so two opposite transfers cannot deadlock.
 Every rule is checked before the first write, so a refused request leaves
 nothing behind even inside a caller's larger transaction.
+
+On PostgreSQL a change is two statements of ``balance_api.pg_sql``: the
+locking read, which also reserves the journal entry's id, and one write of
+the entry, its postings and the accounts. SQLite goes through the models.
 """
 import contextlib
 import datetime
@@ -14,7 +18,7 @@ from typing import NamedTuple
 
 import peewee
 
-from . import errors
+from . import errors, pg_sql, sql_json
 from .chain import GENESIS_HASH, posting_hash
 from .db import is_postgres, write_transaction
 from .models import EXTERNAL_ACCOUNT_ID, Account, JournalEntry, Posting
@@ -57,16 +61,22 @@ class Ledger:
     # -- reads ---------------------------------------------------------
 
     def balance(self, user_id):
-        row = (Account.select(Account.id, Account.balance)
-               .where((Account.id == user_id) & Account.deleted_at.is_null())
-               .tuples().first())
+        if is_postgres(self.db):
+            row = pg_sql.balance(self.db, user_id)
+        else:
+            row = (Account.select(Account.id, Account.balance)
+                   .where((Account.id == user_id) & Account.deleted_at.is_null())
+                   .tuples().first())
         if row is None:
             raise errors.UserNotFound()
         return Balance(*row)
 
     def balances(self):
-        """Every user's balance, ordered by id, as a lazy query."""
-        return (Account.select(Account.id, Account.balance)
+        """Every user's balance, ordered by id, as a lazy query whose one
+        column is ``{"user_id": 2, "balance": "85.10"}`` (see sql_json)."""
+        row = sql_json.json_object([('user_id', sql_json.number(Account.id)),
+                                    ('balance', sql_json.amount(self.db, Account.balance))])
+        return (Account.select(row)
                 .where((Account.id != EXTERNAL_ACCOUNT_ID) & Account.deleted_at.is_null())
                 .order_by(Account.id).tuples())
 
@@ -85,10 +95,11 @@ class Ledger:
                         .on_conflict_ignore().as_rowcount().execute())
             if inserted:
                 self._post(now, 'user_add', EXTERNAL_ACCOUNT_ID, user_id, ZERO, None,
-                           [(user_id, GENESIS_HASH, ZERO, ZERO)])
+                           [(user_id, GENESIS_HASH, ZERO, ZERO)], self._reserve_journal_id())
                 return Balance(user_id, ZERO), True
 
-            account = self._lock([user_id]).get(user_id)
+            accounts, journal_id = self._lock([user_id])
+            account = accounts.get(user_id)
             if account is None:
                 # The insert was ignored for a taken email or msisdn.
                 raise errors.ContactTaken()
@@ -101,18 +112,19 @@ class Ledger:
             except peewee.IntegrityError as exc:
                 raise errors.ContactTaken() from exc
             self._post(now, 'user_add', EXTERNAL_ACCOUNT_ID, user_id, ZERO, None,
-                       [(user_id, account.last_hash, ZERO, account.balance)])
+                       [(user_id, account.last_hash, ZERO, account.balance)], journal_id)
             return Balance(user_id, account.balance), True
 
     def delete_user(self, user_id):
         """Delete a user whose balance is zero; its history stays."""
         with _failures_as(errors.UserDeleteFailed), write_transaction(self.db):
-            account = self._existing(self._lock([user_id]), user_id)
+            accounts, journal_id = self._lock([user_id])
+            account = self._existing(accounts, user_id)
             if account.balance != ZERO:
                 raise errors.NonZeroBalance()
             now = self.clock()
             self._post(now, 'user_delete', user_id, EXTERNAL_ACCOUNT_ID, ZERO, None,
-                       [(user_id, account.last_hash, ZERO, ZERO)],
+                       [(user_id, account.last_hash, ZERO, ZERO)], journal_id,
                        extra={'deleted_at': now, 'email': None, 'msisdn': None})
 
     def change_balance(self, user_id, operation, amount, description=None):
@@ -120,13 +132,14 @@ class Ledger:
         if operation not in ('add', 'sub'):
             raise errors.OperationMismatch()
         with _failures_as(errors.BalanceChangeFailed), write_transaction(self.db):
-            account = self._existing(self._lock([user_id]), user_id)
+            accounts, journal_id = self._lock([user_id])
+            account = self._existing(accounts, user_id)
             delta = amount if operation == 'add' else -amount
             after = self._checked(account.balance + delta)
             self._post(self.clock(), 'balance_' + operation, EXTERNAL_ACCOUNT_ID, user_id,
                        amount, description,
                        [(user_id, account.last_hash, delta, after),
-                        (EXTERNAL_ACCOUNT_ID, None, -delta, None)])
+                        (EXTERNAL_ACCOUNT_ID, None, -delta, None)], journal_id)
             return Balance(user_id, after)
 
     def transfer(self, sender_id, receiver_id, amount, description=None):
@@ -134,7 +147,7 @@ class Ledger:
         if sender_id == receiver_id:
             raise errors.SameSenderReceiver()
         with _failures_as(errors.BalanceChangeFailed), write_transaction(self.db):
-            accounts = self._lock([sender_id, receiver_id])
+            accounts, journal_id = self._lock([sender_id, receiver_id])
             sender = self._existing(accounts, sender_id)
             receiver = self._existing(accounts, receiver_id)
             sender_after = self._checked(sender.balance - amount)
@@ -142,21 +155,32 @@ class Ledger:
             self._post(self.clock(), 'balance_transfer', sender_id, receiver_id, amount,
                        description,
                        [(sender_id, sender.last_hash, -amount, sender_after),
-                        (receiver_id, receiver.last_hash, amount, receiver_after)])
+                        (receiver_id, receiver.last_hash, amount, receiver_after)], journal_id)
             return sorted([Balance(sender_id, sender_after), Balance(receiver_id, receiver_after)])
 
     # -- internals -----------------------------------------------------
 
     def _lock(self, user_ids):
-        """Read and lock the given accounts, in ascending id order."""
+        """Read and lock the given accounts, in ascending id order.
+
+        Returns ``(accounts by id, journal id)``. On PostgreSQL the same
+        statement reserves the id of the journal entry about to be written,
+        so the postings' hashes are known before anything is written and the
+        whole change is one more statement. SQLite needs no row locks
+        (write_transaction holds the write lock) and numbers entries as they
+        are inserted: its journal id is None.
+        """
+        if is_postgres(self.db):
+            return pg_sql.lock_accounts(self.db, user_ids)
         query = (Account.select(Account.id, Account.balance, Account.last_hash,
                                 Account.deleted_at)
                  .where(Account.id.in_(sorted(set(user_ids))))
                  .order_by(Account.id))
-        if is_postgres(self.db):
-            query = query.for_update()
-        # SQLite needs no row locks: write_transaction holds the write lock.
-        return {account.id: account for account in query}
+        return {account.id: account for account in query}, None
+
+    def _reserve_journal_id(self):
+        """The id of the journal entry about to be written (PostgreSQL; see _lock)."""
+        return pg_sql.reserve_journal_id(self.db) if is_postgres(self.db) else None
 
     @staticmethod
     def _existing(accounts, user_id):
@@ -174,32 +198,54 @@ class Ledger:
         return balance
 
     def _post(self, now, operation, sender_id, receiver_id, amount, description, legs,
-              extra=None):
+              journal_id=None, extra=None):
         """Write one journal entry, its postings and the new account states.
 
         ``legs`` are ``(account_id, previous_hash, signed_amount,
         balance_after)``; the external account's leg has neither a previous
-        hash nor a balance, and its row is never touched.
+        hash nor a balance, and its row is never touched. With a
+        ``journal_id`` reserved by ``_lock`` (PostgreSQL) all of it is one
+        statement; otherwise the entry is inserted first to learn its id.
+        A failure to write the entry or a posting is a 512; a failure to
+        update an account is the caller's error.
         """
         description = description or new_transaction_hash()
+        reserved = journal_id is not None
+        if not reserved:
+            with _failures_as(errors.JournalWriteFailed):
+                journal_id = JournalEntry.insert(
+                    created_at=now, operation=operation, sender_id=sender_id,
+                    receiver_id=receiver_id, amount=amount,
+                    transaction_description=description).execute()
+        postings, updates = [], []
+        for account_id, previous_hash, delta, after in legs:
+            digest = posting_hash(
+                previous_hash or '', account_id=account_id, amount=delta,
+                balance_after=after, journal_id=journal_id, created_at=now,
+                operation=operation, sender_id=sender_id, receiver_id=receiver_id,
+                journal_amount=amount, description=description)
+            postings.append((journal_id, account_id, delta, after, now, digest))
+            if account_id != EXTERNAL_ACCOUNT_ID:
+                updates.append((account_id, after, digest))
+
+        if reserved:
+            entry = (journal_id, now, operation, sender_id, receiver_id, amount, description)
+            try:
+                pg_sql.write_entry(self.db, entry, postings, updates, extra)
+            except (peewee.OperationalError, peewee.InterfaceError):
+                raise
+            except peewee.DatabaseError as exc:
+                if pg_sql.failed_table(exc) == Account._meta.table_name:
+                    raise  # the caller's error, as a failed account update would be
+                raise errors.JournalWriteFailed(str(exc)) from exc
+            return journal_id
+
         with _failures_as(errors.JournalWriteFailed):
-            journal_id = JournalEntry.insert(
-                created_at=now, operation=operation, sender_id=sender_id,
-                receiver_id=receiver_id, amount=amount,
-                transaction_description=description).execute()
-            postings, updates = [], []
-            for account_id, previous_hash, delta, after in legs:
-                digest = posting_hash(
-                    previous_hash or '', account_id=account_id, amount=delta,
-                    balance_after=after, journal_id=journal_id, created_at=now,
-                    operation=operation, sender_id=sender_id, receiver_id=receiver_id,
-                    journal_amount=amount, description=description)
-                postings.append({'journal': journal_id, 'account': account_id,
-                                 'amount': delta, 'balance_after': after,
-                                 'created_at': now, 'hash': digest})
-                if account_id != EXTERNAL_ACCOUNT_ID:
-                    updates.append((account_id, after, digest))
-            Posting.insert_many(postings).as_rowcount().execute()
+            Posting.insert_many([
+                {'journal': journal, 'account': account_id, 'amount': delta,
+                 'balance_after': after, 'created_at': moment, 'hash': digest}
+                for journal, account_id, delta, after, moment, digest in postings
+            ]).as_rowcount().execute()
         for account_id, after, digest in updates:
             changes = {'balance': after, 'last_hash': digest, **(extra or {})}
             Account.update(**changes).where(Account.id == account_id).execute()

@@ -1,4 +1,6 @@
 """The OpenAPI 3 document, generated from the marshmallow schemas with apispec."""
+import copy
+
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
@@ -16,7 +18,23 @@ def _error_table():
 
 def _body(schema):
     return {'required': True,
-            'content': {_FORM: {'schema': schema}, _JSON: {'schema': schema}}}
+            'content': {_FORM: {'schema': schema + 'Form'}, _JSON: {'schema': schema}}}
+
+
+def _empty_allowed(field):
+    """An empty email or msisdn means none given (what a form sends for an empty input)."""
+    rule = {key: field.pop(key) for key in ('format', 'pattern') if key in field}
+    field['anyOf'] = [rule, {'maxLength': 0}]
+
+
+def _form_schema(spec, name):
+    """``name`` as a form body, registered as ``nameForm``: a form field is text or
+    absent, never null (sent as text, "null" would be that text)."""
+    schema = copy.deepcopy(spec.components.schemas[name])
+    for field in schema['properties'].values():
+        if field.pop('nullable', False) and field.get('default', '') is None:
+            del field['default']
+    spec.components.schema(name + 'Form', component=schema)
 
 
 def _json(schema, description, array=False):
@@ -37,8 +55,9 @@ def _errors(*codes):
     }
 
 
-_USER_ID = {'name': 'user_id', 'in': 'path', 'required': True,
-            'schema': {'type': 'string', 'pattern': '^[1-9][0-9]{0,18}$'},
+_USER_ID_SCHEMA = {'type': 'integer', 'minimum': 1, 'maximum': schemas.MAX_USER_ID}
+_COUNT_MAX = 2 ** 63 - 1
+_USER_ID = {'name': 'user_id', 'in': 'path', 'required': True, 'schema': _USER_ID_SCHEMA,
             'description': 'Positive integer that fits a signed 64-bit integer.'}
 _IDEMPOTENCY_KEY = {'name': 'Idempotency-Key', 'in': 'header', 'required': False,
                     'schema': {'type': 'string', 'pattern': '^[\\x21-\\x7e]{1,255}$'},
@@ -49,16 +68,46 @@ _BODY_ERRORS = (errors.BodyTooLarge.code, errors.LengthRequired.code,
                 errors.UnknownField.code)
 _KEY_ERRORS = (errors.IdempotencyKeyReused.code, errors.InvalidIdempotencyKey.code)
 _HISTORY_PARAMS = [
-    {'name': 'uid', 'in': 'query', 'schema': {'type': 'string', 'pattern': '^[1-9][0-9]{0,18}$'},
+    {'name': 'uid', 'in': 'query', 'schema': _USER_ID_SCHEMA,
      'description': 'Rows where this user is sender or receiver.'},
     {'name': 'date-start', 'in': 'query', 'schema': {'type': 'string', 'format': 'date'},
      'description': 'First UTC day, inclusive (YYYY-MM-DD).'},
     {'name': 'date-end', 'in': 'query', 'schema': {'type': 'string', 'format': 'date'},
      'description': 'Last UTC day, inclusive (YYYY-MM-DD).'},
-    {'name': 'limit', 'in': 'query', 'schema': {'type': 'integer', 'minimum': 1}},
-    {'name': 'after_id', 'in': 'query', 'schema': {'type': 'integer', 'minimum': 0},
+    {'name': 'limit', 'in': 'query',
+     'schema': {'type': 'integer', 'minimum': 1, 'maximum': _COUNT_MAX}},
+    {'name': 'after_id', 'in': 'query',
+     'schema': {'type': 'integer', 'minimum': 0, 'maximum': _COUNT_MAX},
      'description': 'Only rows with a larger id: pass the last id seen to page on.'},
 ]
+
+
+def _integers(limit, zero=False):
+    """A regular expression for the decimal integers 1 (or 0) to ``limit``, no leading zeros."""
+    digits = str(limit)
+    options = ['0'] if zero else []
+    if len(digits) > 1:
+        options.append('[1-9][0-9]{0,%d}' % (len(digits) - 2))
+    for i, digit in enumerate(digits):
+        low = 1 if i == 0 else 0
+        rest = len(digits) - i - 1
+        if int(digit) > low:
+            options.append(digits[:i] + '[%d-%d]' % (low, int(digit) - 1)
+                           + ('[0-9]{%d}' % rest if rest else ''))
+    options.append(digits)
+    return '(?:%s)' % '|'.join(options)
+
+
+# A calendar day YYYY-MM-DD, years 0001 to 9999, February 29 in leap years only.
+_DAY = ('(?!0000)(?:[0-9]{4}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])'
+        '|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)'
+        '|(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)-02-29)')
+_HISTORY_FILTER = '(?:uid=%s|date-start=%s|date-end=%s|limit=%s|after_id=%s)' % (
+    _integers(schemas.MAX_USER_ID), _DAY, _DAY, _integers(_COUNT_MAX),
+    _integers(_COUNT_MAX, zero=True))
+# One to five filters joined by "&", no key twice.
+_HISTORY_PATH_QUERY = ('^(?!(?:.*&)?(uid|date-start|date-end|limit|after_id)=(?:.*&)\\1=)'
+                       '%s(?:&%s){0,4}$' % (_HISTORY_FILTER, _HISTORY_FILTER))
 _HISTORY_ERRORS = (errors.InvalidUserId.code, errors.InvalidHistoryDate.code,
                    errors.UnknownHistoryKey.code, errors.InvalidHistoryRange.code,
                    errors.InvalidPaging.code)
@@ -76,6 +125,10 @@ def build_spec():
                    schemas.TransferRequest, schemas.BalanceResponse, schemas.MessageResponse,
                    schemas.ErrorResponse, schemas.HistoryRow):
         spec.components.schema(schema.__name__, schema=schema)
+    for name in ('email', 'msisdn'):
+        _empty_allowed(spec.components.schemas['CreateUserRequest']['properties'][name])
+    for name in ('CreateUserRequest', 'BalanceChangeRequest', 'TransferRequest'):
+        _form_schema(spec, name)
 
     spec.path('/balance', operations={'get': {
         'summary': "Every user's balance, ordered by user id",
@@ -127,7 +180,8 @@ def build_spec():
                       **_errors(*_HISTORY_ERRORS)}}
     spec.path('/history', operations={'get': history_get})
     spec.path('/history/{query}', parameters=[{
-        'name': 'query', 'in': 'path', 'required': True, 'schema': {'type': 'string'},
+        'name': 'query', 'in': 'path', 'required': True,
+        'schema': {'type': 'string', 'pattern': _HISTORY_PATH_QUERY},
         'description': 'The same filters in the path, as existing clients send them: '
                        'uid=12&date-start=2016-03-20&date-end=2016-03-22'}],
         operations={'get': {**history_get, 'parameters': []}})

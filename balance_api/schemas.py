@@ -14,6 +14,11 @@ from .money import format_amount, parse_amount
 MAX_USER_ID = 2 ** 63 - 1
 _USER_ID_PATTERN = re.compile(r'[1-9][0-9]{0,18}', re.ASCII)
 _MSISDN_PATTERN = re.compile(r'\+?[0-9]{6,15}', re.ASCII)
+# For the OpenAPI document. A request's amount (money.parse_amount): 1 to 17
+# integer digits, at most 2 decimals, not zero. A response's (format_amount):
+# always 2 decimals.
+AMOUNT_REQUEST_PATTERN = r'^(?!0*(\.0*)?$)[0-9]{1,17}(\.[0-9]{1,2})?$'
+AMOUNT_RESPONSE_PATTERN = r'^[0-9]{1,17}\.[0-9]{2}$'
 
 
 def parse_user_id(value):
@@ -37,8 +42,10 @@ class UserId(_Coded, fields.Integer):
     error_class = errors.InvalidUserId
 
     def __init__(self, **kwargs):
-        kwargs.setdefault('metadata', {}).setdefault(
-            'description', 'Positive integer that fits a signed 64-bit integer.')
+        metadata = kwargs.setdefault('metadata', {})
+        metadata.setdefault('description', 'Positive integer that fits a signed 64-bit integer.')
+        metadata.setdefault('minimum', 1)
+        metadata.setdefault('maximum', MAX_USER_ID)
         super().__init__(strict=True, **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
@@ -56,6 +63,7 @@ class Amount(_Coded, fields.Field):
         metadata = kwargs.setdefault('metadata', {})
         metadata.setdefault('description', 'Decimal amount as a string, two decimals in responses.')
         metadata.setdefault('example', '32.40')
+        metadata.setdefault('pattern', AMOUNT_RESPONSE_PATTERN)
         super().__init__(**kwargs)
 
     def _serialize(self, value, attr, obj, **kwargs):
@@ -89,8 +97,11 @@ class Description(_Coded, fields.String):
     error_class = errors.InvalidDescription
 
     def __init__(self, **kwargs):
-        kwargs.setdefault('metadata', {}).setdefault(
+        metadata = kwargs.setdefault('metadata', {})
+        metadata.setdefault(
             'description', 'Free text; when empty, a unique 32-hex transaction hash is generated.')
+        # What _storable_text refuses and a pattern can say.
+        metadata.setdefault('pattern', '^[^\\u0000]*$')
         super().__init__(validate=[validate.Length(max=255), _storable_text], load_default=None,
                          **kwargs)
 
@@ -135,14 +146,14 @@ class CreateUserRequest(Schema):
 
 class BalanceChangeRequest(Schema):
     operation = Operation(required=True)
-    balance = Amount(required=True)
+    balance = Amount(required=True, metadata={'pattern': AMOUNT_REQUEST_PATTERN})
     trans_desc = Description()
 
 
 class TransferRequest(Schema):
     sender_id = UserId(required=True)
     receiver_id = UserId(required=True)
-    balance = Amount(required=True)
+    balance = Amount(required=True, metadata={'pattern': AMOUNT_REQUEST_PATTERN})
     trans_desc = Description()
 
 

@@ -1,7 +1,17 @@
-"""Streaming a query's rows as one JSON array, in constant memory.
+"""Answering with a query's rows as one JSON array, in constant memory.
+
+The query selects one column, each row's JSON text, written by the
+database (see ``balance_api.sql_json`` and ``balance_api.pg_sql``), so a
+row costs the worker a string join.
+
+Most answers are small: the query is first run for at most FETCH_ROWS + 1
+rows, one statement, and when that is all there is the answer is sent in
+one piece with a Content-Length. Otherwise the whole query runs again,
+streamed from one snapshot (the probe's rows are not reused, so the
+answer never mixes two snapshots).
 
 Falcon finishes the request, running the middleware's ``process_response``,
-before the WSGI server iterates a streamed body, so a streamed resource
+before the WSGI server iterates a streamed body, so a streaming resource
 declares ``uses_database = False`` and the stream owns its connection. The
 connection is opened and the query executed in the responder, so a failure
 to reach the database is still answered with a numbered JSON error; the
@@ -12,47 +22,62 @@ client goes away.
 import contextlib
 import logging
 
-from playhouse.postgres_ext import ServerSideQuery
+import falcon
 
+from . import pg_sql
 from .db import is_postgres
 
 log = logging.getLogger(__name__)
 
-CHUNK_BYTES = 64 * 1024
-FETCH_ROWS = 2000
+# Rows per fetch, and so per chunk of a streamed body (a history row is
+# about 200 bytes).
+FETCH_ROWS = 5000
 
 
-def json_array(db, make_query, render_row):
-    """Start ``make_query()`` and return an iterator over the bytes of a JSON
-    array of ``render_row(row)`` (each row's JSON text)."""
+def respond(resp, db, statement):
+    """Answer with the rows of ``statement(at_most)``, an ``(sql, params)``
+    pair; ``at_most`` caps the number of rows (None: all of them)."""
+    resp.content_type = falcon.MEDIA_JSON
     resources = contextlib.ExitStack()
     try:
         db.connect(reuse_if_open=True)
         resources.callback(db.close)
+        sql, params = statement(FETCH_ROWS + 1)
+        if is_postgres(db):
+            rows = pg_sql.run(db, sql, params).fetchall()
+        else:
+            rows = db.execute_sql(sql, params).fetchall()
+        if len(rows) <= FETCH_ROWS:
+            resources.close()
+            resp.data = _array_text(rows, '[', ']')
+            return
         # One transaction: every row comes from one snapshot of the database.
         resources.enter_context(db.atomic())
-        query = make_query()
+        sql, params = statement(None)
         if is_postgres(db):
-            # psycopg2 would otherwise fetch the whole result into memory.
-            cursor = ServerSideQuery(query, array_size=FETCH_ROWS)
-            resources.callback(cursor.close)
-            rows = cursor.iterator()
+            # A server-side cursor: psycopg2 would otherwise fetch the whole
+            # result into memory.
+            cursor = pg_sql.ServerCursor(db, sql, params, FETCH_ROWS)
         else:
-            rows = query.iterator()
-        first = next(rows, None)
+            cursor = db.execute_sql(sql, params)
+        first = cursor.fetchmany(FETCH_ROWS)
     except BaseException:
         resources.close()
         raise
-    return _Stream(resources, first, rows, render_row)
+    resp.stream = _Stream(resources, first, cursor)
+
+
+def _array_text(rows, opening, closing):
+    return (opening + ','.join([row[0] for row in rows]) + closing).encode('utf-8')
 
 
 class _Stream:
     """The response body. The WSGI server calls ``close()`` when it is done,
     even if it never iterated, so the connection is released either way."""
 
-    def __init__(self, resources, first, rows, render_row):
+    def __init__(self, resources, first, cursor):
         self.resources = resources
-        self.chunks = _chunks(resources, first, rows, render_row)
+        self.chunks = _chunks(resources, first, cursor)
 
     def __iter__(self):
         return self.chunks
@@ -62,24 +87,18 @@ class _Stream:
         self.resources.close()
 
 
-def _chunks(resources, first, rows, render_row):
+def _chunks(resources, rows, cursor):
     with resources:
-        if first is None:
-            yield b'[]'
-            return
-        parts = ['[', render_row(first)]
-        size = len(parts[1])
+        opening = '['
         try:
-            for row in rows:
-                text = ',' + render_row(row)
-                parts.append(text)
-                size += len(text)
-                if size >= CHUNK_BYTES:
-                    yield ''.join(parts).encode('utf-8')
-                    parts, size = [], 0
+            while True:
+                following = cursor.fetchmany(FETCH_ROWS) if len(rows) == FETCH_ROWS else []
+                # A short batch is the last one.
+                yield _array_text(rows, opening, '' if following else ']')
+                if not following:
+                    return
+                rows, opening = following, ','
         except Exception:
             # The status line is already sent; the client sees a truncated array.
             log.exception('streamed response failed part way')
             raise
-        parts.append(']')
-        yield ''.join(parts).encode('utf-8')

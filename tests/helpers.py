@@ -1,9 +1,13 @@
 """Shared helpers of the API tests: requests, the error catalogue, state snapshots."""
+import contextlib
 import json
 import re
 from urllib.parse import quote, urlencode
 
-from balance_api.db import database
+import peewee
+
+from balance_api import pg_sql
+from balance_api.db import database, is_postgres
 from balance_api.models import Account, JournalEntry, Posting
 
 FORM = {'Content-Type': 'application/x-www-form-urlencoded'}
@@ -152,3 +156,85 @@ def failing(exception_class):
     def fail(*args, **kwargs):
         raise exception_class('injected failure')
     return fail
+
+
+# The SQLSTATE a PostgreSQL trigger raises to fail a write with an exception of
+# this class (psycopg2 maps the code, peewee wraps it).
+_SQLSTATES = {peewee.IntegrityError: '23000', peewee.OperationalError: '57014',
+              peewee.DatabaseError: 'XX000'}
+
+
+@contextlib.contextmanager
+def failing_write(monkeypatch, model, method, exception_class):
+    """Make every write of ``model``'s table by ``method`` (``insert``,
+    ``insert_many``, ``update``) fail with ``exception_class``, whichever path writes it.
+
+    Writes built by the models fail where the method is called. On
+    PostgreSQL the ledger writes a journal entry, its postings and the
+    account states in one SQL statement (``balance_api.pg_sql``) that
+    calls no model method, so the same write fails in the database: a
+    trigger on the table raises a real server error that names the table,
+    or, for failures no server raises (InterfaceError, a bug), the
+    statement that writes the table raises before it is sent.
+    """
+    with monkeypatch.context() as patch:
+        patch.setattr(model, method, failing(exception_class))
+        db = database.obj
+        if not is_postgres(db):
+            yield
+            return
+        table = model._meta.table_name
+        event = 'UPDATE' if method == 'update' else 'INSERT'
+        if exception_class in _SQLSTATES:
+            with _failing_trigger(db, table, event, _SQLSTATES[exception_class]):
+                yield
+            return
+        _fail_statements(patch, db, r'\b%s\s+(INTO\s+)?"?%s"?[\s(]' % (event, table),
+                         exception_class)
+        yield
+
+
+@contextlib.contextmanager
+def failing_read(monkeypatch, model, exception_class):
+    """Make every read of ``model``'s table fail with ``exception_class``:
+    ``model.select`` where the models build the query, and on PostgreSQL
+    also the statements of ``balance_api.pg_sql`` that read the table."""
+    with monkeypatch.context() as patch:
+        patch.setattr(model, 'select', failing(exception_class))
+        db = database.obj
+        if is_postgres(db):
+            _fail_statements(patch, db, r'\bFROM\s+"?%s"?\b' % model._meta.table_name,
+                             exception_class)
+        yield
+
+
+def _fail_statements(patch, db, pattern, exception_class):
+    """Statements matching ``pattern`` raise ``exception_class`` before they
+    are sent, whether run as text or as prepared statements (``pg_sql.run``)."""
+    matches = re.compile(pattern, re.I).search
+
+    def failing_version(run, sql_position):
+        def run_or_fail(*args, **kwargs):
+            if matches(args[sql_position]):
+                raise exception_class('injected failure')
+            return run(*args, **kwargs)
+        return run_or_fail
+    patch.setattr(db, 'execute_sql', failing_version(db.execute_sql, 0))
+    patch.setattr(pg_sql, 'run', failing_version(pg_sql.run, 1))
+
+
+@contextlib.contextmanager
+def _failing_trigger(db, table, event, sqlstate):
+    with db.connection_context():
+        db.execute_sql(
+            "CREATE FUNCTION injected_failure() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "BEGIN RAISE EXCEPTION 'injected failure' "
+            "USING ERRCODE = TG_ARGV[0], TABLE = TG_TABLE_NAME; END $$")
+        db.execute_sql('CREATE TRIGGER injected_failure BEFORE %s ON %s FOR EACH ROW '
+                       "EXECUTE FUNCTION injected_failure('%s')" % (event, table, sqlstate))
+    try:
+        yield
+    finally:
+        with db.connection_context():
+            db.execute_sql('DROP TRIGGER injected_failure ON %s' % table)
+            db.execute_sql('DROP FUNCTION injected_failure()')

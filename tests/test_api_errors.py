@@ -11,7 +11,8 @@ from balance_api.db import database
 from balance_api.ledger import Ledger
 from balance_api.models import Account, JournalEntry, Posting
 from helpers import (BAD_USER_IDS, ERRORS, FORM, add, assert_error, assert_ok, balance_of,
-                     failing, send_form, send_json, snapshot, sub, transfer)
+                     failing, failing_read, failing_write, send_form, send_json, snapshot, sub,
+                     transfer)
 
 
 def test_the_error_catalogue_is_exactly_the_documented_one():
@@ -219,8 +220,7 @@ DB_FAILURES = [
 def test_failure_while_writing_changes_nothing(client, ledger_users, monkeypatch, operation,
                                                model, method, exception, code):
     before = snapshot()
-    with monkeypatch.context() as patch:
-        patch.setattr(model, method, failing(exception))
+    with failing_write(monkeypatch, model, method, exception):
         result = OPERATIONS[operation](client)
     assert_error(result, code)
     # A balance never moves without its audit row, nor an audit row without its balance.
@@ -234,12 +234,10 @@ def test_failure_while_writing_changes_nothing(client, ledger_users, monkeypatch
 @pytest.mark.parametrize('exception', [peewee.OperationalError, peewee.InterfaceError])
 def test_unreachable_database_on_read_is_531(client, make_user, monkeypatch, exception):
     make_user(1, '5')
-    with monkeypatch.context() as patch:
-        patch.setattr(Account, 'select', failing(exception))
+    with failing_read(monkeypatch, Account, exception):
         assert_error(client.simulate_get('/balance/1'), 531)
         assert_error(client.simulate_get('/balance'), 531)
-    with monkeypatch.context() as patch:
-        patch.setattr(JournalEntry, 'select', failing(exception))
+    with failing_read(monkeypatch, JournalEntry, exception):
         assert_error(client.simulate_get('/history/uid=1'), 531)
         assert_error(client.simulate_get('/history'), 531)
     assert balance_of(client, 1) == '5.00'

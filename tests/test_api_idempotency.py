@@ -3,7 +3,7 @@ import peewee
 import pytest
 
 from balance_api.models import JournalEntry
-from helpers import (add, assert_error, assert_ok, balance_of, failing, history, send_form,
+from helpers import (add, assert_error, assert_ok, balance_of, failing_write, history, send_form,
                      send_json, snapshot, sub, transfer)
 
 REPLAYED = 'Idempotent-Replayed'
@@ -123,8 +123,7 @@ def test_refused_transfer_to_a_missing_user_stays_refused(client, users, make_us
 def test_failed_request_is_not_stored_and_can_be_retried(client, users, monkeypatch,
                                                          exception, code):
     before = snapshot()
-    with monkeypatch.context() as patch:
-        patch.setattr(JournalEntry, 'insert', failing(exception))
+    with failing_write(monkeypatch, JournalEntry, 'insert', exception):
         assert_error(transfer(client, 1, 2, '3', headers=key()), code)
     assert snapshot() == before
     retried = transfer(client, 1, 2, '3', headers=key())

@@ -1,22 +1,14 @@
 """Users, balances and transfers."""
-import json
-
-import falcon
 
 from ..idempotency import Outcome
-from ..money import format_amount
 from ..schemas import (BalanceChangeRequest, CreateUserRequest, TransferRequest,
                        balance_response, load)
-from ..streaming import json_array
+from ..streaming import respond
 from .common import CommandRunner, path_user_id, read_body
 
 _change_request = BalanceChangeRequest()
 _create_request = CreateUserRequest()
 _transfer_request = TransferRequest()
-
-
-def _render_balance(row):
-    return json.dumps({'user_id': row[0], 'balance': format_amount(row[1])})
 
 
 class BalanceCollection:
@@ -29,8 +21,7 @@ class BalanceCollection:
         self.ledger = ledger
 
     def on_get(self, req, resp):
-        resp.content_type = falcon.MEDIA_JSON
-        resp.stream = json_array(self.ledger.db, self.ledger.balances, _render_balance)
+        respond(resp, self.ledger.db, lambda at_most: self.ledger.balances().limit(at_most).sql())
 
 
 class BalanceItem:
