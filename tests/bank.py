@@ -191,7 +191,8 @@ class BankRun:
             except requests.Timeout:
                 self.tally.count('client timeout')
                 continue
-            except requests.ConnectionError:
+            except requests.RequestException:
+                # Refused, reset, or cut off mid-answer (a killed worker).
                 self.tally.count('connection dropped')
                 session = requests.Session()
                 time.sleep(0.05)
