@@ -1,10 +1,11 @@
 """The hot paths on PostgreSQL, written out in SQL.
 
 Built through the ORM, these statements cost the worker more CPU than the
-server spent running them (see bench/README.md, "Where the time goes"),
-so they are kept here as text, built once per shape, with every value a
-bound parameter. SQLite and everything else go through the models; the
-tables and columns here are the ones ``balance_api.models`` describes.
+server spends running them (about 0.65 ms against 0.57 ms per transfer, see
+bench/README.md, "Where the time goes"), so they are kept here as text,
+built once per shape, with every value a bound parameter. SQLite and
+everything else go through the models; the tables and columns here are the
+ones ``balance_api.models`` describes.
 
 A change costs two statements: one locks the accounts (in ascending id
 order) and reserves the id of the journal entry, the other writes the
