@@ -7,11 +7,13 @@ built once per shape, with every value a bound parameter. SQLite and
 everything else go through the models; the tables and columns here are the
 ones ``balance_api.models`` describes.
 
-A change costs two statements: one locks the accounts (in ascending id
-order) and reserves the id of the journal entry, the other writes the
-entry, its postings and the new account states at once, as data-modifying
-CTEs (foreign keys are checked at the end of the statement, when the
-entry exists).
+Deposits, withdrawals and transfers are one statement: a call of the
+server-side function ``ledger_post`` (migration 0003), which locks, checks
+and writes. Creating and deleting a user costs two: one locks the account
+and reserves the id of the journal entry, the other writes the entry, its
+postings and the new account state at once, as data-modifying CTEs
+(foreign keys are checked at the end of the statement, when the entry
+exists).
 
 Statements whose best plan does not depend on their values are prepared
 once per connection, so the server plans them once, not once per request.
@@ -238,6 +240,22 @@ def write_entry(db, entry, postings, changes, extra=None):
     for account_id, balance_after, last_hash in changes:
         params += [account_id, format_amount(balance_after), last_hash]
     run(db, _write_sql(len(postings), len(changes), columns), params)
+
+
+_POST = _preparable_statement(
+    'SELECT refusal, sender_balance, receiver_balance FROM ledger_post(%s, %s, %s, %s, %s, %s)')
+
+
+def post(db, operation, sender_id, receiver_id, amount, description, created_at):
+    """Run one deposit, withdrawal or transfer on the server (see migration 0003).
+
+    Returns ``(refusal, sender_balance, receiver_balance)``: refusal is 0 or
+    the API error code of the rule that refused the change (nothing written
+    then); a deposit's or withdrawal's sender balance is None. Raises
+    peewee's exceptions, as ``write_entry`` does.
+    """
+    return run(db, _POST, (operation, sender_id, receiver_id, amount, description,
+                           created_at)).fetchone()
 
 
 def failed_table(exc):

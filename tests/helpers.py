@@ -164,6 +164,10 @@ _SQLSTATES = {peewee.IntegrityError: '23000', peewee.OperationalError: '57014',
               peewee.DatabaseError: 'XX000'}
 
 
+# The tables the server-side function ledger_post (migration 0003) writes.
+_WRITTEN_BY_LEDGER_POST = ('account', 'journal_entry', 'posting')
+
+
 @contextlib.contextmanager
 def failing_write(monkeypatch, model, method, exception_class):
     """Make every write of ``model``'s table by ``method`` (``insert``,
@@ -175,7 +179,8 @@ def failing_write(monkeypatch, model, method, exception_class):
     calls no model method, so the same write fails in the database: a
     trigger on the table raises a real server error that names the table,
     or, for failures no server raises (InterfaceError, a bug), the
-    statement that writes the table raises before it is sent.
+    statement that writes the table raises before it is sent (a call of
+    the ``ledger_post`` function writes all three ledger tables).
     """
     with monkeypatch.context() as patch:
         patch.setattr(model, method, failing(exception_class))
@@ -189,8 +194,10 @@ def failing_write(monkeypatch, model, method, exception_class):
             with _failing_trigger(db, table, event, _SQLSTATES[exception_class]):
                 yield
             return
-        _fail_statements(patch, db, r'\b%s\s+(INTO\s+)?"?%s"?[\s(]' % (event, table),
-                         exception_class)
+        pattern = r'\b%s\s+(INTO\s+)?"?%s"?[\s(]' % (event, table)
+        if table in _WRITTEN_BY_LEDGER_POST:
+            pattern += r'|\bledger_post\('
+        _fail_statements(patch, db, pattern, exception_class)
         yield
 
 

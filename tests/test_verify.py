@@ -58,6 +58,40 @@ def test_intact_ledger_verifies(ledger):
     assert report.accounts == 4 and report.journal_entries == 9 and report.postings == 15
 
 
+def test_changes_at_the_edges_chain_as_the_verifier_computes(client, make_user):
+    # On PostgreSQL deposits, withdrawals and transfers run in the server-side
+    # function ledger_post, which must hash every field exactly as
+    # balance_api.chain does: awkward descriptions and amounts at the limits.
+    largest = '99999999999999999.99'
+    make_user(1)
+    make_user(2)
+    changes = [
+        ('/balance/1', 'operation=add&balance=' + largest),
+        ('/balance/1', 'operation=sub&balance=0.01'),
+        ('/transfer', 'sender_id=1&receiver_id=2&balance=12345678901234567.89'
+                      '&trans_desc=%C3%A9t%C3%A9%20%E2%82%AC%20%F0%9F%92%B8%20%22q%22%1F%5C'),
+        ('/transfer', 'sender_id=2&receiver_id=1&balance=0.1&trans_desc=%20'),
+        ('/balance/2', 'operation=sub&balance=12345678901234567.79'),
+        ('/balance/1', 'operation=add&balance=0.01&trans_desc=' + 'x' * 255),
+        ('/balance/2', 'operation=add&balance=7'),
+    ]
+    for path, body in changes:
+        answer = client.simulate_put(path, headers=FORM, body=body)
+        assert answer.status_code == 200, answer.text
+    # Refused changes write nothing and break nothing.
+    assert client.simulate_put('/balance/1', headers=FORM,
+                               body='operation=add&balance=' + largest).json['code'] == 525
+    assert client.simulate_put('/transfer', headers=FORM,
+                               body='sender_id=2&receiver_id=1&balance=8').json['code'] == 505
+    db = database.obj
+    with db.connection_context():
+        report = verify_ledger(db)
+    assert report.ok, report.problems
+    assert report.journal_entries == 2 + len(changes)
+    assert client.simulate_get('/balance/1').json['balance'] == '87654321098765432.20'
+    assert client.simulate_get('/balance/2').json['balance'] == '7.00'
+
+
 def test_edited_amount_is_found(ledger):
     posting = _posting(ledger, 2)
     _tamper(ledger, "UPDATE posting SET amount = '60.00' WHERE id = %d" % posting)
