@@ -22,6 +22,8 @@ DEFAULTS = {
     # would take it from each other, and nothing here uses it.
     'control_socket_disable': True,
     'accesslog': '-',
+    # The combined log line plus request time and request id, built cheaply.
+    'logger_class': 'balance_api.access_log.AccessLogger',
     'errorlog': '-',
 }
 

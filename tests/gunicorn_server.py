@@ -26,11 +26,12 @@ class Server:
         self.url = 'http://127.0.0.1:%d' % self.port
         env = {**os.environ, 'DATABASE_URL': database_url, **(extra_env or {})}
         # A file, not a pipe: nobody reads the log while the server runs.
+        # The access log (stdout) and the error log (stderr) both go there.
         self.log = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
             [sys.executable, '-m', 'balance_api', 'serve', '--port', str(self.port),
              '--workers', str(workers)],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=self.log)
+            cwd=ROOT, env=env, stdout=self.log, stderr=self.log)
         self._wait_ready()
 
     def log_text(self):

@@ -1,7 +1,9 @@
 """End to end: the real gunicorn server over HTTP, as existing clients use it."""
 import os
+import re
 import subprocess
 import sys
+import time
 import uuid
 
 import peewee
@@ -33,6 +35,22 @@ def test_form_encoded_clients_work_end_to_end(server):
     assert requests.get(base + '/history?uid=12').json() == rows
     assert requests.get(base + '/balance').json() == [
         {'user_id': 12, 'balance': '30.00'}, {'user_id': 13, 'balance': '2.40'}]
+
+
+def test_access_log_line_names_the_request_id(server):
+    request_id = 'e2e-' + uuid.uuid4().hex
+    answer = requests.get(server.url + '/balance/424242', headers={
+        'X-Request-ID': request_id, 'User-Agent': 'probe "quoted"'})
+    assert answer.status_code == 404
+    pattern = re.compile(
+        r'^127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] '
+        r'"GET /balance/424242 HTTP/1\.1" 404 %d "-" "probe \\"quoted\\"" '
+        r'\d+\.\d{6} %s$' % (len(answer.content), request_id), re.M)
+    # The line is written after the answer is sent.
+    deadline = time.monotonic() + 5
+    while not pattern.search(server.log_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pattern.search(server.log_text()), server.log_text()[-2000:]
 
 
 def test_http_errors_are_numbered_json(server):
