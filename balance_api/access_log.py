@@ -2,8 +2,8 @@
 
 gunicorn's stock ``access()`` builds a dictionary of every request header,
 response header and WSGI environment variable for each request, in case the
-format names one: about 0.14 ms of worker CPU per request, a quarter of what
-a whole ``/health`` request costs (bench/README.md). This logger writes the
+format names one: about 0.15-0.19 ms of worker CPU per request, nearly a
+third of what a whole ``/health`` request costs (bench/README.md). This logger writes the
 same Apache combined line from the few values it needs, and appends what an
 operator of this service looks for: the request time in seconds and the
 request id the service answered with (``X-Request-ID``), so a log line leads
