@@ -55,9 +55,12 @@ def parse_args(argv):
                         help="gunicorn workers (default: the service's own default, "
                              "2 x cores + 1)")
     parser.add_argument('--accounts', type=int, help='seeded users (default 10,000)')
-    parser.add_argument('--rows', type=int, help='seeded journal rows (default 1,000,000)')
+    parser.add_argument('--rows', type=int,
+                        help='seeded journal rows (default 1,000,000), one year of them per '
+                             '1,000,000 (nearest whole year, at least one) ending 2024-12-31')
     parser.add_argument('--big', action='store_true',
-                        help='seed 10,000,000 journal rows instead (about 10 minutes, ~6 GB)')
+                        help='seed 10,000,000 journal rows over 2015-2024 instead (about 10 '
+                             'minutes, ~6 GB)')
     parser.add_argument('--reseed', action='store_true',
                         help='rebuild the seeded database even if it exists')
     parser.add_argument('--verify-seed', action='store_true', default=None,
@@ -164,6 +167,8 @@ def main(argv=None):
         'repeat', 'duration', 'warmup', 'connections', 'threads', 'workers', 'accounts', 'rows',
         'pgbench_scale', 'quick')}
     config['scenarios'] = [s.number for s in args.selected]
+    config['seed_span'] = {'first_day': str(bench.spec.first_day),
+                           'last_day': str(bench.spec.last_day), 'years': bench.spec.years}
     rows = report.evaluate(args.selected, records)
     results = {
         'command': 'python -m bench' + (' ' + ' '.join(shlex.quote(a) for a in argv)

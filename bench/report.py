@@ -171,12 +171,15 @@ def machine_line(machine):
 
 
 def config_line(config):
+    span = config.get('seed_span')   # older results files have none
+    span_text = ' from %s to %s' % (span['first_day'], span['last_day']) if span else ''
     return ('%d run(s) of %d s per figure (after a %d s warm-up), %d connections, wrk %d '
-            'threads, %d gunicorn workers, seed of %s accounts and %s journal rows, pgbench '
-            'scale %d' % (config['repeat'], config['duration'], config['warmup'],
-                          config['connections'], config['threads'], config['workers'],
-                          '{:,}'.format(config['accounts']), '{:,}'.format(config['rows']),
-                          config['pgbench_scale']))
+            'threads, %d gunicorn workers, seed of %s accounts and %s journal rows%s, '
+            'pgbench scale %d' % (config['repeat'], config['duration'], config['warmup'],
+                                  config['connections'], config['threads'], config['workers'],
+                                  '{:,}'.format(config['accounts']),
+                                  '{:,}'.format(config['rows']), span_text,
+                                  config['pgbench_scale']))
 
 
 def details(results):

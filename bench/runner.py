@@ -5,7 +5,6 @@ repeat and shared by every scenario that needs it, so a scenario's ceiling is
 always measured in the same run as the scenario itself.
 """
 import calendar
-import datetime
 import http.client
 import json
 import os
@@ -20,20 +19,21 @@ from . import wrk
 from .pg import Postgres
 from .service import RssSampler, Service
 
-SEED_START = seeding.SEED_YEAR_START.date()
-SEED_LAST_DAY = (seeding.SEED_YEAR_END - seeding.SEED_YEAR_START).days - 1
-SEED_START_EPOCH = calendar.timegm(seeding.SEED_YEAR_START.timetuple())
-SEED_DAYS = SEED_LAST_DAY + 1
 HISTORY_SPAN_DAYS = 2
 RSS_LIMIT_MB = 150.0          # decimal megabytes
 STREAM_ROW_MARK = b'{"id": '  # how every streamed history row starts
 
-# The journal rows of the seeded year, as history returns them (same columns, same order).
-SEED_RANGE_SQL = ("SELECT id, created_at, receiver_id, sum, operation, transaction_description, "
-                  "sender_id FROM journal_entry WHERE created_at >= '%s' AND created_at < '%s' "
-                  "ORDER BY id" % (seeding.SEED_YEAR_START.date(), seeding.SEED_YEAR_END.date()))
-STREAM_PATH = '/history?date-start=%s&date-end=%s' % (
-    SEED_START, (seeding.SEED_YEAR_END - datetime.timedelta(days=1)).date())
+
+def seed_range_sql(spec):
+    """The journal rows of the seeded span, as history returns them (same columns, same order)."""
+    return ("SELECT id, created_at, receiver_id, sum, operation, transaction_description, "
+            "sender_id FROM journal_entry WHERE created_at >= '%s' AND created_at < '%s' "
+            "ORDER BY id" % (spec.start.date(), spec.end.date()))
+
+
+def stream_path(spec):
+    """History over every day of the seeded span: every seeded row."""
+    return '/history?date-start=%s&date-end=%s' % (spec.first_day, spec.last_day)
 
 
 class Figure(NamedTuple):
@@ -110,15 +110,16 @@ SCENARIOS = (
                         Figure('health', _ok_rps, 'req/s'), '>=', 0.6),)),
     Scenario(5, 'history', 'History by user and date range',
              'GET /history/uid=U&date-start=D&date-end=D+1 (2 days) for a random user and '
-             'day of the seeded year; latency compared with GET /balance/{uid} under the '
-             'same load.',
+             'day of the seeded span (one year per {:,} journal rows: a bigger journal is a '
+             'longer one, not a denser one); latency compared with GET /balance/{{uid}} under '
+             'the same load.'.format(seeding.ROWS_PER_YEAR),
              'history',
              (Criterion('5-p50', 'history p50 latency', Figure('history', _p50_ms, 'ms'),
                         Figure('balance_get', _p50_ms, 'ms'), '<=', 1.5),
               Criterion('5-p99', 'history p99 latency', Figure('history', _p99_ms, 'ms'),
                         Figure('balance_get', _p99_ms, 'ms'), '<=', 3.0))),
     Scenario(6, 'stream', 'Streaming the whole journal',
-             'GET /history over the seeded year (every seeded row), read to the end by one '
+             'GET /history over the seeded span (every seeded row), read to the end by one '
              'client; ceiling: psql COPY (SELECT the same rows) TO STDOUT. The workers\' '
              'peak RSS (VmRSS sampled every 20 ms and VmHWM) must stay under 150 MB.',
              'copy',
@@ -153,6 +154,9 @@ class Bench:
         self.say = say
         self.pg = Postgres(options.pg)
         self.spec = seeding.SeedSpec(options.accounts, options.rows)
+        self.seed_start_epoch = calendar.timegm(self.spec.start.timetuple())
+        self.seed_range_sql = seed_range_sql(self.spec)
+        self.stream_path = stream_path(self.spec)
         self.run_db = 'bench_run_%d' % os.getpid()
         self.pgbench_db = 'bench_pgbench_s%d' % options.pgbench_scale
         self.cache = {}
@@ -181,8 +185,9 @@ class Bench:
             self.pg.drop(self.spec.database)
         seeded_now = False
         if not self.pg.exists(self.spec.database):
-            self.say('seeding %s: %d accounts (+1 hot), %d journal rows (bulk COPY)'
-                     % (self.spec.database, self.spec.accounts, self.spec.rows))
+            self.say('seeding %s: %d accounts (+1 hot), %d journal rows over %s (bulk COPY)'
+                     % (self.spec.database, self.spec.accounts, self.spec.rows,
+                        self.spec.span_text))
             with open(os.path.join(self.log_dir, 'seed.log'), 'ab') as log:
                 seconds = seeding.seed(self.pg, self.spec, log=log,
                                        progress=self.say)
@@ -217,7 +222,7 @@ class Bench:
         self.prepared['run_database'] = self.run_db
         self.prepared['run_database_copy_seconds'] = round(time.perf_counter() - copy_started, 1)
         self.expected_stream_rows = self.pg.scalar(
-            'SELECT count(*) FROM (%s) rows' % SEED_RANGE_SQL, dbname=self.run_db)
+            'SELECT count(*) FROM (%s) rows' % self.seed_range_sql, dbname=self.run_db)
         self.prepared['seed_rows_in_range'] = self.expected_stream_rows
         self.prepared['prepare_seconds'] = round(time.perf_counter() - started, 1)
         self.say('fresh database %s copied from the seed in %.1f s'
@@ -287,8 +292,8 @@ class Bench:
         if name == 'health':
             return self._wrk('health.lua', [], duration)
         if name == 'history':
-            return self._wrk('history.lua', [accounts, 'start=%d' % SEED_START_EPOCH,
-                                             'days=%d' % SEED_DAYS,
+            return self._wrk('history.lua', [accounts, 'start=%d' % self.seed_start_epoch,
+                                             'days=%d' % self.spec.days,
                                              'span=%d' % HISTORY_SPAN_DAYS], duration)
         if name == 'copy':
             return self._copy()
@@ -303,7 +308,7 @@ class Bench:
         return self.cache[key]
 
     def _copy(self):
-        rows, size, seconds = self.pg.copy_out(self.run_db, SEED_RANGE_SQL)
+        rows, size, seconds = self.pg.copy_out(self.run_db, self.seed_range_sql)
         if rows != self.expected_stream_rows:
             raise RuntimeError('COPY returned %d rows, expected %d' % (rows, self.expected_stream_rows))
         return {'rows': rows, 'bytes': size, 'seconds': seconds, 'rows_per_s': rows / seconds}
@@ -319,7 +324,7 @@ class Bench:
         keep = len(STREAM_ROW_MARK) - 1
         with RssSampler(service) as sampler:
             started = time.perf_counter()
-            connection.request('GET', STREAM_PATH)
+            connection.request('GET', self.stream_path)
             response = connection.getresponse()
             first_byte = time.perf_counter() - started
             status = response.status
@@ -354,8 +359,8 @@ class Bench:
         rng = random.Random(7)
         counts = []
         for _ in range(requests):
-            first = rng.randrange(0, SEED_DAYS - HISTORY_SPAN_DAYS + 1)
-            start = SEED_START_EPOCH + first * 86400
+            first = rng.randrange(0, self.spec.days - HISTORY_SPAN_DAYS + 1)
+            start = self.seed_start_epoch + first * 86400
             path = '/history/uid=%d&date-start=%s&date-end=%s' % (
                 rng.randrange(1, self.spec.accounts + 1),
                 time.strftime('%Y-%m-%d', time.gmtime(start)),

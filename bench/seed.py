@@ -8,16 +8,24 @@ on the result. Secondary indexes are dropped during the load and rebuilt
 afterwards; foreign keys are not checked row by row (the rows are consistent
 by construction).
 
+The seeded span grows with the journal, as a real one grows with time: one
+calendar year per ``ROWS_PER_YEAR`` journal rows (rounded to the nearest whole
+year, at least one), ending on ``SEED_END``. 1,000,000 rows cover 2024,
+10,000,000 rows 2015 to 2024; smaller seeds cover 2024. For a given number
+of accounts, activity per user and day therefore stays the same whatever the
+size, so a bigger seed measures a longer journal, not bigger answers to the
+same date range.
+
 Layout of a seed of A accounts and R journal rows:
 
 * users 1..A, each created (``user_add``) and given ``INITIAL_BALANCE``
-  (``balance_add``) at the start of the seeded year;
+  (``balance_add``) at the start of the seeded span;
 * the hot account A+1, created and given ``HOT_BALANCE``;
-* the remaining rows spread evenly over the seeded year (timestamps
+* the remaining rows spread evenly over the seeded span (timestamps
   increase with the journal id): 80% transfers between two random users,
   10% deposits, 10% withdrawals, amounts 0.01 to 100.00.
 
-Nothing happens after the seeded year, so rows the benchmark writes later
+Nothing happens after the seeded span, so rows the benchmark writes later
 (stamped with the real clock) never fall in a seeded date range.
 """
 import datetime
@@ -34,10 +42,10 @@ from typing import NamedTuple
 from balance_api.chain import GENESIS_HASH, posting_hash
 
 # Bumped whenever the generated data changes, so old seeds are not reused.
-LOADER_VERSION = 1
+LOADER_VERSION = 2
 
-SEED_YEAR_START = datetime.datetime(2024, 1, 1)
-SEED_YEAR_END = datetime.datetime(2025, 1, 1)
+SEED_END = datetime.datetime(2025, 1, 1)
+ROWS_PER_YEAR = 1_000_000
 INITIAL_BALANCE_CENTS = 100_000_000            # 1,000,000.00 per user
 HOT_BALANCE_CENTS = 100_000_000_000_000_000    # 1,000,000,000,000,000.00
 MAX_AMOUNT_CENTS = 10_000                      # 100.00
@@ -61,6 +69,36 @@ class SeedSpec(NamedTuple):
     @property
     def hot_account(self):
         return self.accounts + 1
+
+    @property
+    def years(self):
+        """Whole calendar years seeded: ROWS_PER_YEAR rows each, rounded half up, at least 1."""
+        return max(1, (self.rows + ROWS_PER_YEAR // 2) // ROWS_PER_YEAR)
+
+    @property
+    def start(self):
+        return SEED_END.replace(year=SEED_END.year - self.years)
+
+    @property
+    def end(self):
+        """The first moment after the seeded span."""
+        return SEED_END
+
+    @property
+    def days(self):
+        return (self.end - self.start).days
+
+    @property
+    def first_day(self):
+        return self.start.date()
+
+    @property
+    def last_day(self):
+        return (self.end - datetime.timedelta(days=1)).date()
+
+    @property
+    def span_text(self):
+        return '%s to %s' % (self.first_day, self.last_day)
 
     @property
     def database(self):
@@ -148,8 +186,8 @@ class _Generator:
     def chunks(self):
         spec, rng = self.spec, self.rng
         users = spec.accounts
-        # Opening entries: one millisecond apart from the start of the year.
-        moment = SEED_YEAR_START
+        # Opening entries: one millisecond apart from the start of the span.
+        moment = spec.start
         step = datetime.timedelta(milliseconds=1)
         for account in list(range(1, users + 1)) + [spec.hot_account]:
             opening = HOT_BALANCE_CENTS if account == spec.hot_account else INITIAL_BALANCE_CENTS
@@ -161,10 +199,10 @@ class _Generator:
             if self.entries_in_chunk >= CHUNK_ENTRIES:
                 yield self._flush()
 
-        # The rest, evenly over the year (one hour in, to the last second).
+        # The rest, evenly over the span (one hour in, to the last second).
         remaining = spec.rows - self.journal_id
-        first = SEED_YEAR_START + datetime.timedelta(hours=1)
-        span_us = int((SEED_YEAR_END - first).total_seconds() * 1_000_000) - 1_000_000
+        first = spec.start + datetime.timedelta(hours=1)
+        span_us = int((spec.end - first).total_seconds() * 1_000_000) - 1_000_000
         slot = span_us / max(remaining, 1)
         randrange, rand = rng.randrange, rng.random
         balance = self.balance
@@ -195,7 +233,7 @@ class _Generator:
             yield self._flush()
 
     def accounts_text(self):
-        stamp = SEED_YEAR_START.isoformat(sep=' ')
+        stamp = self.spec.start.isoformat(sep=' ')
         out = io.StringIO()
         for account in list(range(1, self.spec.accounts + 1)) + [self.spec.hot_account]:
             out.write('%d\t%s\t%s\t%s\n' % (account, _money(self.balance[account]),
