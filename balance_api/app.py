@@ -53,6 +53,9 @@ class FormHandler(falcon.media.URLEncodedFormHandler):
     """
 
     def _deserialize(self, body):
+        if b'%' not in body:
+            # No escapes, nothing to decode: Falcon refuses non-ASCII bytes itself.
+            return super()._deserialize(body)
         try:
             urllib.parse.parse_qsl(body.decode('ascii'), keep_blank_values=True,
                                    encoding='utf-8', errors='strict')

@@ -11,7 +11,7 @@ import select
 from urllib.parse import urlparse
 
 import peewee
-from psycopg2.extensions import ISOLATION_LEVEL_READ_COMMITTED
+from psycopg2.extensions import ISOLATION_LEVEL_READ_COMMITTED, TRANSACTION_STATUS_IDLE
 from playhouse import db_url
 from playhouse.migrations import Runner
 from playhouse.postgres_ext import PooledPostgresqlExtDatabase
@@ -76,6 +76,14 @@ class PostgresDatabase(PooledPostgresqlExtDatabase):
                 sql = begin + '; ' + sql
         return super()._execute_cursor(sql, params, **cursor_options)
 
+    def kept_connection_usable(self):
+        """Whether the calling thread's open connection may serve another
+        request: the checks of a pool checkout (see ``_is_closed``), and no
+        transaction left open on it."""
+        conn = self._state.conn
+        return (not self.in_transaction() and not self._is_closed(conn)
+                and conn.get_transaction_status() == TRANSACTION_STATUS_IDLE)
+
     def commit(self):
         if self._take_pending_begin() is None:
             super().commit()
@@ -118,6 +126,23 @@ def open_database(url, *, pool_size=4, busy_timeout=10.0):
             },
             **params)
     raise ValueError('unsupported DATABASE_URL scheme %r (use sqlite or postgresql)' % scheme)
+
+
+def open_for_request(db):
+    """Make sure the calling thread has a usable connection for a request.
+
+    A connection the thread kept from its previous request (see
+    ``balance_api.middleware.DatabaseConnection``) is used again if it
+    passes the checks a pool checkout makes; otherwise it goes back to the
+    pool, which repairs or discards it, and a connection is checked out.
+    """
+    if not db.is_closed():
+        if db.in_transaction():
+            return  # a caller's transaction is using it
+        if not isinstance(db, PostgresDatabase) or db.kept_connection_usable():
+            return
+        db.close()
+    db.connect()
 
 
 def is_postgres(db):

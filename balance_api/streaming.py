@@ -25,7 +25,7 @@ import logging
 import falcon
 
 from . import pg_sql
-from .db import is_postgres
+from .db import is_postgres, open_for_request
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def respond(resp, db, statement):
     resp.content_type = falcon.MEDIA_JSON
     resources = contextlib.ExitStack()
     try:
-        db.connect(reuse_if_open=True)
+        open_for_request(db)
         resources.callback(db.close)
         sql, params = statement(FETCH_ROWS + 1)
         if is_postgres(db):
