@@ -9,10 +9,18 @@ def default_workers():
     return 2 * multiprocessing.cpu_count() + 1
 
 
+def beat_while_streaming(worker):
+    """gunicorn's post_worker_init hook: a long streamed answer keeps the
+    worker's heartbeat going (see balance_api.streaming.report_progress_to)."""
+    from .streaming import report_progress_to
+    report_progress_to(worker.notify)
+
+
 # What gunicorn.conf.py and ``python -m balance_api serve`` both start from.
 DEFAULTS = {
     'worker_class': 'sync',
-    # A request that takes this long is stuck; gunicorn replaces its worker.
+    # A request that makes no progress for this long is stuck (a streamed
+    # answer beats while it moves); gunicorn replaces its worker.
     'timeout': 30,
     'graceful_timeout': 30,
     'keepalive': 5,
@@ -25,6 +33,7 @@ DEFAULTS = {
     # The combined log line plus request time and request id, built cheaply.
     'logger_class': 'balance_api.access_log.AccessLogger',
     'errorlog': '-',
+    'post_worker_init': beat_while_streaming,
 }
 
 

@@ -33,6 +33,23 @@ log = logging.getLogger(__name__)
 # about 200 bytes).
 FETCH_ROWS = 5000
 
+# Called after every chunk of a streamed body has been handed to the server.
+_progress = None
+
+
+def report_progress_to(callback):
+    """Call ``callback()`` after every chunk of every streamed answer (None: no one).
+
+    gunicorn kills a sync worker that has not checked in for ``timeout``
+    seconds, and a sync worker checks in only between requests: without
+    this, an export longer than 30 s (10,000,000 rows take about 50) is cut
+    off as a stuck worker. ``balance_api.server`` makes each worker's
+    heartbeat the callback, so only a stream that stops moving for that
+    long (a client that stopped reading) is taken for stuck.
+    """
+    global _progress
+    _progress = callback
+
 
 def respond(resp, db, statement):
     """Answer with the rows of ``statement(at_most)``, an ``(sql, params)``
@@ -95,6 +112,8 @@ def _chunks(resources, rows, cursor):
                 following = cursor.fetchmany(FETCH_ROWS) if len(rows) == FETCH_ROWS else []
                 # A short batch is the last one.
                 yield _array_text(rows, opening, '' if following else ']')
+                if _progress is not None:
+                    _progress()
                 if not following:
                     return
                 rows, opening = following, ','

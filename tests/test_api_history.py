@@ -1,9 +1,11 @@
 """GET /history/{query} and GET /history?query: the audit journal, filtered and paged."""
 import datetime
+import types
 from urllib.parse import quote
 
 import pytest
 
+from balance_api import server, streaming
 from helpers import (AMOUNT_FORMAT, DATE_FORMAT, HISTORY_KEYS, add, assert_error, assert_ok,
                      history, send_form, set_entry_time, sub, transfer)
 
@@ -220,3 +222,21 @@ def test_start_after_end_is_516(client):
 def test_bad_paging_is_517(client, query):
     assert_error(by_path(client, query), 517)
     assert_error(by_query_string(client, query), 517)
+
+
+def test_a_long_answer_streams_in_chunks_and_keeps_the_worker_beating(client, journal,
+                                                                     monkeypatch):
+    whole = client.simulate_get('/history').json
+    assert len(whole) == 8
+    beats = []
+    worker = types.SimpleNamespace(notify=lambda: beats.append(len(beats)))
+    # 8 rows, 3 per fetch: a streamed answer of three chunks.
+    monkeypatch.setattr(streaming, 'FETCH_ROWS', 3)
+    server.beat_while_streaming(worker)
+    try:
+        result = client.simulate_get('/history')
+    finally:
+        streaming.report_progress_to(None)
+    assert result.status_code == 200
+    assert result.json == whole
+    assert len(beats) == 3
