@@ -78,11 +78,17 @@ class PostgresDatabase(PooledPostgresqlExtDatabase):
 
     def kept_connection_usable(self):
         """Whether the calling thread's open connection may serve another
-        request: the checks of a pool checkout (see ``_is_closed``), and no
-        transaction left open on it."""
+        request: the checks of a pool checkout and check-in (not closed by
+        the server, see ``_is_closed``; younger than ``stale_timeout``) and
+        no transaction left open on it."""
         conn = self._state.conn
-        return (not self.in_transaction() and not self._is_closed(conn)
-                and conn.get_transaction_status() == TRANSACTION_STATUS_IDLE)
+        if self.in_transaction() or self._is_closed(conn):
+            return False
+        if conn.get_transaction_status() != TRANSACTION_STATUS_IDLE:
+            return False
+        pooled = self._in_use.get(self.conn_key(conn))
+        return not (self._stale_timeout and pooled is not None
+                    and self._is_stale(pooled.timestamp))
 
     def commit(self):
         if self._take_pending_begin() is None:
@@ -107,14 +113,7 @@ def open_database(url, *, pool_size=4, busy_timeout=10.0):
         params.setdefault('stale_timeout', 300)
         params.setdefault('timeout', 10)
         # Waits end well before gunicorn's 30 s worker timeout, as a 503.
-        # Generic plans: the statements balance_api.pg_sql prepares are the
-        # ones whose best plan does not depend on their values, and so are
-        # ledger_post's. Left to choose, PostgreSQL re-plans the history
-        # lookup on every execution once the journal is large (the generic
-        # plan's guess for an unknown date range looks costlier than each
-        # custom plan): 0.45 ms more per request at 10,000,000 rows.
-        params.setdefault('options', '-c lock_timeout=10s -c statement_timeout=20s '
-                                     '-c plan_cache_mode=force_generic_plan')
+        params.setdefault('options', '-c lock_timeout=10s -c statement_timeout=20s')
         # The locking and idempotency logic rely on READ COMMITTED: a waiting
         # INSERT ... ON CONFLICT sees the row its rival committed.
         params.setdefault('isolation_level', ISOLATION_LEVEL_READ_COMMITTED)
@@ -140,8 +139,8 @@ def open_for_request(db):
 
     A connection the thread kept from its previous request (see
     ``balance_api.middleware.DatabaseConnection``) is used again if it
-    passes the checks a pool checkout makes; otherwise it goes back to the
-    pool, which repairs or discards it, and a connection is checked out.
+    passes the checks the pool makes; otherwise it goes back to the pool,
+    which rolls it back or discards it, and a connection is checked out.
     """
     if not db.is_closed():
         if db.in_transaction():

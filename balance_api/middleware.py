@@ -37,19 +37,33 @@ class BodyLimit:
             raise errors.LengthRequired()
 
 
+# Whether a thread keeps its connection between requests (keep_connections).
+_keep_connections = False
+
+
+def keep_connections(keep=True):
+    """Let each thread keep its database connection from one request to the next.
+
+    Only for a server that runs one request at a time per process, as a sync
+    gunicorn worker does (``balance_api.server`` turns it on there): with
+    threads or greenlets, connections kept by idle ones would leave the
+    others waiting on an empty pool. WSGI's ``wsgi.multithread`` cannot
+    tell: greenlet servers may report false.
+    """
+    global _keep_connections
+    _keep_connections = keep
+
+
 class DatabaseConnection:
     """A database connection for every request that uses one.
 
-    A server that runs the application in one thread per process (a sync
-    gunicorn worker; WSGI's ``wsgi.multithread`` is false) serves one
-    request at a time, so the thread keeps its connection from one request
-    to the next instead of checking it in and out of the pool each time
-    (about a tenth of the worker's work for a deposit, see bench/README.md).
-    Before each request the kept connection gets the checks of a pool
-    checkout (``balance_api.db.open_for_request``), so one the database
-    closed meanwhile is replaced, as before. A threaded server gets the
-    connection back after every request: threads beyond the pool size must
-    never wait for a connection kept by an idle thread.
+    By default it is checked out of the pool when the request starts and
+    back in when it ends. Where ``keep_connections`` is on, the thread
+    keeps it for its next request instead (about a tenth of a sync worker's
+    work for a deposit, see bench/README.md); before each request the kept
+    connection gets the checks the pool makes (``open_for_request``), so
+    one the database closed, one older than the pool's ``stale_timeout``
+    and one left in a transaction are replaced, as before.
 
     ``process_response`` also runs when a responder raised. Streamed bodies
     open their own connection. Resources that never touch the database
@@ -64,6 +78,6 @@ class DatabaseConnection:
             open_for_request(self.db)
 
     def process_response(self, req, resp, resource, req_succeeded):
-        if (getattr(resource, 'uses_database', True) and not self.db.is_closed()
-                and req.env.get('wsgi.multithread', True)):
+        if (not _keep_connections and getattr(resource, 'uses_database', True)
+                and not self.db.is_closed()):
             self.db.close()

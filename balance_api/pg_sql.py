@@ -16,8 +16,7 @@ postings and the new account state at once, as data-modifying CTEs
 exists).
 
 Statements whose best plan does not depend on their values are prepared
-once per connection, so the server plans them once, not once per request
-(connections use generic plans for them, see ``balance_api.db.open_database``).
+once per connection, so the server plans them once, not once per request.
 """
 import functools
 import hashlib

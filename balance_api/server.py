@@ -9,11 +9,20 @@ def default_workers():
     return 2 * multiprocessing.cpu_count() + 1
 
 
-def beat_while_streaming(worker):
-    """gunicorn's post_worker_init hook: a long streamed answer keeps the
-    worker's heartbeat going (see balance_api.streaming.report_progress_to)."""
+def worker_started(worker):
+    """gunicorn's post_worker_init hook.
+
+    A long streamed answer keeps the worker's heartbeat going (see
+    balance_api.streaming.report_progress_to), and a sync worker, which
+    serves one request at a time, keeps its database connection between
+    requests (balance_api.middleware.keep_connections).
+    """
+    from gunicorn.workers.sync import SyncWorker
+
+    from .middleware import keep_connections
     from .streaming import report_progress_to
     report_progress_to(worker.notify)
+    keep_connections(type(worker) is SyncWorker)
 
 
 # What gunicorn.conf.py and ``python -m balance_api serve`` both start from.
@@ -33,7 +42,7 @@ DEFAULTS = {
     # The combined log line plus request time and request id, built cheaply.
     'logger_class': 'balance_api.access_log.AccessLogger',
     'errorlog': '-',
-    'post_worker_init': beat_while_streaming,
+    'post_worker_init': worker_started,
 }
 
 

@@ -232,7 +232,7 @@ def test_a_long_answer_streams_in_chunks_and_keeps_the_worker_beating(client, jo
     worker = types.SimpleNamespace(notify=lambda: beats.append(len(beats)))
     # 8 rows, 3 per fetch: a streamed answer of three chunks.
     monkeypatch.setattr(streaming, 'FETCH_ROWS', 3)
-    server.beat_while_streaming(worker)
+    server.worker_started(worker)
     try:
         result = client.simulate_get('/history')
     finally:
