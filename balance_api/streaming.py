@@ -42,7 +42,7 @@ def report_progress_to(callback):
 
     gunicorn kills a sync worker that has not checked in for ``timeout``
     seconds, and a sync worker checks in only between requests: without
-    this, an export longer than 30 s (10,000,000 rows take about 50) is cut
+    this, an export longer than 30 s (10,000,000 rows take about 40) is cut
     off as a stuck worker. ``balance_api.server`` makes each worker's
     heartbeat the callback, so only a stream that stops moving for that
     long (a client that stopped reading) is taken for stuck.
