@@ -70,18 +70,37 @@ def _day_start(day):
     return datetime.datetime.combine(day, datetime.time())
 
 
-def select(query, db, at_most=None):
+def statement(query, db):
+    """What ``balance_api.streaming.respond`` runs for ``query``: a function
+    of ``at_most`` giving ``select``'s ``(sql, params)``.
+
+    On PostgreSQL the first call (made with the connection open, before any
+    transaction) learns how far the journal is settled, and every call reads
+    only that far, so that no answer, paged or not, can hold a row whose
+    smaller-id neighbour is still uncommitted and would later appear behind
+    a client continuing with ``after_id``.
+    """
+    settled = []
+
+    def rows(at_most):
+        if is_postgres(db) and not settled:
+            settled.append(pg_sql.settled_id(db))
+        return select(query, db, at_most, settled[0] if settled else None)
+    return rows
+
+
+def select(query, db, at_most=None, settled_id=None):
     """``(sql, params)`` of the journal rows matching ``query``, ordered by
     id, one column of JSON text per row (see ``balance_api.streaming``);
-    ``at_most`` caps the rows below the query's own limit.
+    ``at_most`` caps the rows below the query's own limit, and on PostgreSQL
+    rows above ``settled_id`` (``pg_sql.settled_id``) are left out.
 
     With a uid, the account's postings are read through their
     (account, created_at) index and joined to their entries, so only the
     returned rows are read; without one, the journal's created_at index or
     its primary key serves. PostgreSQL runs the same query written out in
-    ``pg_sql.history``, which also keeps pages gap-free under concurrent
-    writers (ids are handed out before commit there; SQLite commits one
-    writer at a time, in id order).
+    ``pg_sql.history``. SQLite commits one writer at a time, in id order,
+    so whatever a reader sees is already a gap-free prefix.
     """
     start = _day_start(query.date_start) if query.date_start is not None else None
     end = None
@@ -91,8 +110,7 @@ def select(query, db, at_most=None):
     if at_most is not None and (limit is None or at_most < limit):
         limit = at_most
     if is_postgres(db):
-        return pg_sql.history(query.uid, start, end, query.after_id, limit,
-                              paged=query.limit is not None or query.after_id is not None)
+        return pg_sql.history(query.uid, start, end, query.after_id, limit, settled_id)
     row = sql_json.json_object([
         ('id', sql_json.number(JournalEntry.id)),
         ('date', sql_json.timestamp(db, JournalEntry.created_at)),

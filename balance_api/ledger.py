@@ -10,9 +10,15 @@ On PostgreSQL deposits, withdrawals and transfers are one call of the
 server-side function ``ledger_post`` (migration 0003), which applies the
 same rules and the same hash chain as the code here: one round trip
 instead of three, the largest cost of a change measured in bench/README.md.
-Creating and deleting users is two statements of ``balance_api.pg_sql``:
-the locking read, which also reserves the journal entry's id, and one write
-of the entry, its postings and the account. SQLite goes through the models.
+Creating and deleting users is three statements of ``balance_api.pg_sql``:
+the locking read (or the insert), the reservation of the journal entry's id
+and time, and one write of the entry, its postings and the account. SQLite
+goes through the models.
+
+An entry's time is read after its accounts are locked (on PostgreSQL from
+the database's clock, after its id is taken; on SQLite inside the write
+lock), and never earlier than a microsecond after the previous posting of
+an account it touches, so every account's postings are in time order.
 """
 import contextlib
 import datetime
@@ -27,6 +33,10 @@ from .chain import GENESIS_HASH, posting_hash
 from .db import is_postgres, write_transaction
 from .models import EXTERNAL_ACCOUNT_ID, Account, JournalEntry, Posting
 from .money import ZERO, fits
+
+
+# The least step between two postings of one account.
+MICROSECOND = datetime.timedelta(microseconds=1)
 
 
 class Balance(NamedTuple):
@@ -113,16 +123,15 @@ class Ledger:
         user's id is revived with a zero balance, its history intact.
         """
         with _failures_as(errors.UserCreateFailed), write_transaction(self.db):
-            now = self.clock()
             inserted = (Account.insert(id=user_id, balance=ZERO, last_hash=GENESIS_HASH,
-                                       email=email, msisdn=msisdn, created_at=now)
+                                       email=email, msisdn=msisdn, created_at=self.clock())
                         .on_conflict_ignore().as_rowcount().execute())
             if inserted:
-                self._post(now, 'user_add', EXTERNAL_ACCOUNT_ID, user_id, ZERO, None,
-                           [(user_id, GENESIS_HASH, ZERO, ZERO)], self._reserve_journal_id())
+                self._post('user_add', EXTERNAL_ACCOUNT_ID, user_id, ZERO, None,
+                           [(user_id, GENESIS_HASH, ZERO, ZERO)], self._reserve([]))
                 return Balance(user_id, ZERO), True
 
-            accounts, journal_id = self._lock([user_id])
+            accounts = self._lock([user_id])
             account = accounts.get(user_id)
             if account is None:
                 # The insert was ignored for a taken email or msisdn.
@@ -135,21 +144,21 @@ class Ledger:
                         Account.id == user_id).execute()
             except peewee.IntegrityError as exc:
                 raise errors.ContactTaken() from exc
-            self._post(now, 'user_add', EXTERNAL_ACCOUNT_ID, user_id, ZERO, None,
-                       [(user_id, account.last_hash, ZERO, account.balance)], journal_id)
+            self._post('user_add', EXTERNAL_ACCOUNT_ID, user_id, ZERO, None,
+                       [(user_id, account.last_hash, ZERO, account.balance)],
+                       self._reserve([account]))
             return Balance(user_id, account.balance), True
 
     def delete_user(self, user_id):
         """Delete a user whose balance is zero; its history stays."""
         with _failures_as(errors.UserDeleteFailed), write_transaction(self.db):
-            accounts, journal_id = self._lock([user_id])
-            account = self._existing(accounts, user_id)
+            account = self._existing(self._lock([user_id]), user_id)
             if account.balance != ZERO:
                 raise errors.NonZeroBalance()
-            now = self.clock()
-            self._post(now, 'user_delete', user_id, EXTERNAL_ACCOUNT_ID, ZERO, None,
-                       [(user_id, account.last_hash, ZERO, ZERO)], journal_id,
-                       extra={'deleted_at': now, 'email': None, 'msisdn': None})
+            reserved = self._reserve([account])
+            self._post('user_delete', user_id, EXTERNAL_ACCOUNT_ID, ZERO, None,
+                       [(user_id, account.last_hash, ZERO, ZERO)], reserved,
+                       extra={'deleted_at': reserved[1], 'email': None, 'msisdn': None})
 
     def change_balance(self, user_id, operation, amount, description=None):
         """Add money to (``add``) or take it from (``sub``) one user."""
@@ -160,14 +169,12 @@ class Ledger:
                                               user_id, amount, description)
             return Balance(user_id, balance)
         with _failures_as(errors.BalanceChangeFailed), write_transaction(self.db):
-            accounts, journal_id = self._lock([user_id])
-            account = self._existing(accounts, user_id)
+            account = self._existing(self._lock([user_id]), user_id)
             delta = amount if operation == 'add' else -amount
             after = self._checked(account.balance + delta)
-            self._post(self.clock(), 'balance_' + operation, EXTERNAL_ACCOUNT_ID, user_id,
-                       amount, description,
+            self._post('balance_' + operation, EXTERNAL_ACCOUNT_ID, user_id, amount, description,
                        [(user_id, account.last_hash, delta, after),
-                        (EXTERNAL_ACCOUNT_ID, None, -delta, None)], journal_id)
+                        (EXTERNAL_ACCOUNT_ID, None, -delta, None)], self._reserve([account]))
             return Balance(user_id, after)
 
     def transfer(self, sender_id, receiver_id, amount, description=None):
@@ -179,15 +186,15 @@ class Ledger:
                 'balance_transfer', sender_id, receiver_id, amount, description)
             return sorted([Balance(sender_id, sender_after), Balance(receiver_id, receiver_after)])
         with _failures_as(errors.BalanceChangeFailed), write_transaction(self.db):
-            accounts, journal_id = self._lock([sender_id, receiver_id])
+            accounts = self._lock([sender_id, receiver_id])
             sender = self._existing(accounts, sender_id)
             receiver = self._existing(accounts, receiver_id)
             sender_after = self._checked(sender.balance - amount)
             receiver_after = self._checked(receiver.balance + amount)
-            self._post(self.clock(), 'balance_transfer', sender_id, receiver_id, amount,
-                       description,
+            self._post('balance_transfer', sender_id, receiver_id, amount, description,
                        [(sender_id, sender.last_hash, -amount, sender_after),
-                        (receiver_id, receiver.last_hash, amount, receiver_after)], journal_id)
+                        (receiver_id, receiver.last_hash, amount, receiver_after)],
+                       self._reserve([sender, receiver]))
             return sorted([Balance(sender_id, sender_after), Balance(receiver_id, receiver_after)])
 
     # -- internals -----------------------------------------------------
@@ -203,7 +210,7 @@ class Ledger:
         try:
             refusal, sender_after, receiver_after = pg_sql.post(
                 self.db, operation, sender_id, receiver_id, amount,
-                description or new_transaction_hash(), self.clock())
+                description or new_transaction_hash())
         except (peewee.OperationalError, peewee.InterfaceError):
             raise
         except peewee.DatabaseError as exc:
@@ -215,26 +222,35 @@ class Ledger:
         return sender_after, receiver_after
 
     def _lock(self, user_ids):
-        """Read and lock the given accounts, in ascending id order.
-
-        Returns ``(accounts by id, journal id)``. On PostgreSQL the same
-        statement reserves the id of the journal entry about to be written,
-        so the postings' hashes are known before anything is written and the
-        whole change is one more statement. SQLite needs no row locks
-        (write_transaction holds the write lock) and numbers entries as they
-        are inserted: its journal id is None.
-        """
+        """Read and lock the given accounts, in ascending id order; returns
+        them by id. SQLite needs no row locks: write_transaction holds the
+        write lock."""
         if is_postgres(self.db):
             return pg_sql.lock_accounts(self.db, user_ids)
         query = (Account.select(Account.id, Account.balance, Account.last_hash,
-                                Account.deleted_at)
+                                Account.deleted_at, Account.last_posted_at)
                  .where(Account.id.in_(sorted(set(user_ids))))
                  .order_by(Account.id))
-        return {account.id: account for account in query}, None
+        return {account.id: account for account in query}
 
-    def _reserve_journal_id(self):
-        """The id of the journal entry about to be written (PostgreSQL; see _lock)."""
-        return pg_sql.reserve_journal_id(self.db) if is_postgres(self.db) else None
+    def _reserve(self, accounts):
+        """``(journal id, time)`` of the entry about to be written, once the
+        ``accounts`` it touches are locked.
+
+        On PostgreSQL the id comes from the database with its clock
+        (``pg_sql.reserve_entry``), so the postings' hashes are known before
+        anything is written and the whole change is one more statement.
+        SQLite numbers entries as they are inserted: its id is None, and its
+        time is the clock's, read under the write lock.
+        """
+        if is_postgres(self.db):
+            journal_id, now = pg_sql.reserve_entry(self.db)
+        else:
+            journal_id, now = None, self.clock()
+        for account in accounts:
+            if account.last_posted_at is not None:
+                now = max(now, account.last_posted_at + MICROSECOND)
+        return journal_id, now
 
     @staticmethod
     def _existing(accounts, user_id):
@@ -251,21 +267,22 @@ class Ledger:
             raise errors.BalanceOverflow()
         return balance
 
-    def _post(self, now, operation, sender_id, receiver_id, amount, description, legs,
-              journal_id=None, extra=None):
+    def _post(self, operation, sender_id, receiver_id, amount, description, legs, reserved,
+              extra=None):
         """Write one journal entry, its postings and the new account states.
 
         ``legs`` are ``(account_id, previous_hash, signed_amount,
         balance_after)``; the external account's leg has neither a previous
-        hash nor a balance, and its row is never touched. With a
-        ``journal_id`` reserved by ``_lock`` (PostgreSQL) all of it is one
-        statement; otherwise the entry is inserted first to learn its id.
-        A failure to write the entry or a posting is a 512; a failure to
-        update an account is the caller's error.
+        hash nor a balance, and its row is never touched. ``reserved`` is
+        ``_reserve``'s ``(journal id, time)``: with an id (PostgreSQL) all of
+        it is one statement; otherwise the entry is inserted first to learn
+        its id. A failure to write the entry or a posting is a 512; a failure
+        to update an account is the caller's error.
         """
+        journal_id, now = reserved
         description = description or new_transaction_hash()
-        reserved = journal_id is not None
-        if not reserved:
+        one_statement = journal_id is not None
+        if not one_statement:
             with _failures_as(errors.JournalWriteFailed):
                 journal_id = JournalEntry.insert(
                     created_at=now, operation=operation, sender_id=sender_id,
@@ -282,7 +299,7 @@ class Ledger:
             if account_id != EXTERNAL_ACCOUNT_ID:
                 updates.append((account_id, after, digest))
 
-        if reserved:
+        if one_statement:
             entry = (journal_id, now, operation, sender_id, receiver_id, amount, description)
             with _journal_write_failures():
                 pg_sql.write_entry(self.db, entry, postings, updates, extra)
@@ -295,6 +312,7 @@ class Ledger:
                 for journal, account_id, delta, after, moment, digest in postings
             ]).as_rowcount().execute()
         for account_id, after, digest in updates:
-            changes = {'balance': after, 'last_hash': digest, **(extra or {})}
+            changes = {'balance': after, 'last_hash': digest, 'last_posted_at': now,
+                       **(extra or {})}
             Account.update(**changes).where(Account.id == account_id).execute()
         return journal_id

@@ -32,6 +32,10 @@ class Account(BaseModel):
     msisdn = peewee.CharField(max_length=16, null=True, unique=True)
     created_at = peewee.DateTimeField()
     deleted_at = peewee.DateTimeField(null=True)
+    # Time of the newest posting: a new one is dated at least a microsecond
+    # later, so the account's chain is in time order even if the clock steps
+    # back. NULL on the external account and on rows loaded in bulk.
+    last_posted_at = peewee.DateTimeField(null=True)
 
 
 class JournalEntry(BaseModel):
@@ -44,8 +48,6 @@ class JournalEntry(BaseModel):
     receiver_id = peewee.BigIntegerField()
     amount = MoneyField(column_name='sum')
     transaction_description = peewee.CharField(max_length=255)
-    # PostgreSQL fills it with the writing transaction's id (see migration 0002).
-    txid = peewee.BareField(null=True)
 
 
 class Posting(BaseModel):

@@ -8,12 +8,12 @@ everything else go through the models; the tables and columns here are the
 ones ``balance_api.models`` describes.
 
 Deposits, withdrawals and transfers are one statement: a call of the
-server-side function ``ledger_post`` (migration 0003), which locks, checks
-and writes. Creating and deleting a user costs two: one locks the account
-and reserves the id of the journal entry, the other writes the entry, its
-postings and the new account state at once, as data-modifying CTEs
-(foreign keys are checked at the end of the statement, when the entry
-exists).
+server-side function ``ledger_post`` (migrations 0003 and 0004), which
+locks, checks and writes. Creating and deleting a user costs three: one
+locks the account (or inserts it), one reserves the journal entry's id and
+time after that lock, and one writes the entry, its postings and the new
+account state at once, as data-modifying CTEs (foreign keys are checked at
+the end of the statement, when the entry exists).
 
 Statements whose best plan does not depend on their values are prepared
 once per connection, so the server plans them once, not once per request.
@@ -87,19 +87,32 @@ _HISTORY_ROW = (
     """ || ', "sender_id": ' || j.sender_id || '}'""")
 
 
-def history(uid=None, start=None, end=None, after_id=None, limit=None, paged=False):
+def settled_id(db):
+    """The largest journal id below which nothing is in flight any more.
+
+    Every entry with an id up to it is committed or rolled back for good
+    (``journal_settled_id``, migration 0004, waits for the writers that
+    could still hold one), so a query run afterwards, in a statement of its
+    own, sees either all of them or none. Run it outside a transaction: the
+    locks it waits with are released when its transaction ends.
+    """
+    return run(db, _SETTLED).fetchone()[0]
+
+
+_SETTLED = _preparable_statement('SELECT journal_settled_id()')
+
+
+def history(uid=None, start=None, end=None, after_id=None, limit=None, settled_id=None):
     """``(sql, params)`` of the journal rows matching the filters, in id
     order, one column of JSON text each (see ``balance_api.history``).
 
     With a uid, the account's postings are read through their (account,
     created_at) index and joined to their entries, whatever the values:
     such a statement is prepared. Without one, the best plan depends on how
-    wide the dates are, so the server plans each request. A ``paged`` read
-    (one the client sent a limit or after_id for) returns only rows whose
-    writing transaction is older than every transaction still running: ids
-    are handed out before commit, and a page must not include a row whose
-    smaller-id neighbour may still commit, or the next page (after_id = this
-    page's last id) would never show that neighbour.
+    wide the dates are, so the server plans each request. Only rows up to
+    ``settled_id`` (``settled_id()``) are read: a row above it may still
+    have an uncommitted neighbour below it, which a client continuing from
+    this answer's last id would never see.
     """
     conditions, params = [], []
     if uid is not None:
@@ -117,8 +130,9 @@ def history(uid=None, start=None, end=None, after_id=None, limit=None, paged=Fal
     if after_id:
         conditions.append('j.id > %s')
         params.append(after_id)
-    if paged:
-        conditions.append('j.txid < pg_snapshot_xmin(pg_current_snapshot())')
+    if settled_id is not None:
+        conditions.append('j.id <= %s')
+        params.append(settled_id)
     sql = 'SELECT ' + _HISTORY_ROW + ' FROM ' + source
     if conditions:
         sql += ' WHERE ' + ' AND '.join(conditions)
@@ -161,37 +175,34 @@ class LockedAccount(NamedTuple):
     balance: object  # Decimal
     last_hash: str
     deleted_at: object  # datetime or None
-
-
-# The next journal id, taken once per statement (an InitPlan) and only after
-# the transaction has its own id, in the order an INSERT would take them.
-_NEXT_JOURNAL_ID = ("(SELECT nextval('journal_entry_id_seq') "
-                    "WHERE pg_current_xact_id() IS NOT NULL)")
-_RESERVE = _preparable_statement('SELECT ' + _NEXT_JOURNAL_ID)
+    last_posted_at: object  # datetime or None
 
 
 @functools.lru_cache(maxsize=None)
 def _lock_sql(count):
     return _preparable_statement(
-        'SELECT id, balance, last_hash, deleted_at, %s FROM account '
-        'WHERE id IN (%s) ORDER BY id FOR UPDATE'
-        % (_NEXT_JOURNAL_ID, ', '.join(['%s'] * count)))
+        'SELECT id, balance, last_hash, deleted_at, last_posted_at FROM account '
+        'WHERE id IN (%s) ORDER BY id FOR UPDATE' % ', '.join(['%s'] * count))
 
 
 def lock_accounts(db, user_ids):
-    """Lock the existing accounts among ``user_ids``, in ascending id order.
-
-    Returns ``({id: LockedAccount}, reserved journal id)``.
-    """
+    """Lock the existing accounts among ``user_ids``, in ascending id order;
+    returns ``{id: LockedAccount}``."""
     ids = sorted(set(user_ids))
-    rows = run(db, _lock_sql(len(ids)), ids).fetchall()
-    accounts = {row[0]: LockedAccount(*row[:4]) for row in rows}
-    return accounts, (rows[0][4] if rows else None)
+    return {row[0]: LockedAccount(*row) for row in run(db, _lock_sql(len(ids)), ids)}
 
 
-def reserve_journal_id(db):
-    """Reserve the id of the journal entry about to be written."""
-    return run(db, _RESERVE).fetchone()[0]
+# The writer lock, then the id, then the database's clock (migration 0004).
+_RESERVE = _preparable_statement('SELECT id, created_at FROM journal_next_entry()')
+
+
+def reserve_entry(db):
+    """``(id, time)`` of the journal entry about to be written.
+
+    Call it after the last lock wait: from here to the commit, readers of
+    the journal wait for this transaction (``settled_id``).
+    """
+    return run(db, _RESERVE).fetchone()
 
 
 _ENTRY = ('entry AS (INSERT INTO journal_entry '
@@ -206,7 +217,8 @@ _EXTRA_COLUMNS = frozenset(['deleted_at', 'email', 'msisdn'])
 
 @functools.lru_cache(maxsize=None)
 def _write_sql(postings, accounts, extra_columns):
-    assignments = ['balance = changed.balance', 'last_hash = changed.last_hash']
+    assignments = ['balance = changed.balance', 'last_hash = changed.last_hash',
+                   'last_posted_at = %s']
     assignments += ['%s = %%s' % column for column in extra_columns]
     rows = ['(%s::bigint, %s::numeric, %s::text)'] + ['(%s, %s, %s)'] * (accounts - 1)
     return _preparable_statement(
@@ -222,8 +234,9 @@ def write_entry(db, entry, postings, changes, extra=None):
     ``entry`` is ``(id, created_at, operation, sender_id, receiver_id,
     amount, description)``; ``postings`` are ``(journal_id, account_id,
     amount, balance_after, created_at, hash)``; ``changes`` are
-    ``(account_id, balance, last_hash)`` (at least one); ``extra`` sets
-    more columns on every changed account. Raises peewee's exceptions; the
+    ``(account_id, balance, last_hash)`` (at least one), each account's
+    last_posted_at becoming the entry's time; ``extra`` sets more columns on
+    every changed account. Raises peewee's exceptions; the
     failing table is named in the driver's diagnostics (``failed_table``).
     """
     extra = extra or {}
@@ -236,6 +249,7 @@ def write_entry(db, entry, postings, changes, extra=None):
     for journal_id, account_id, delta, after, moment, digest in postings:
         params += [journal_id, account_id, format_amount(delta),
                    None if after is None else format_amount(after), moment, digest]
+    params.append(created_at)
     params += [extra[column] for column in columns]
     for account_id, balance_after, last_hash in changes:
         params += [account_id, format_amount(balance_after), last_hash]
@@ -243,19 +257,19 @@ def write_entry(db, entry, postings, changes, extra=None):
 
 
 _POST = _preparable_statement(
-    'SELECT refusal, sender_balance, receiver_balance FROM ledger_post(%s, %s, %s, %s, %s, %s)')
+    'SELECT refusal, sender_balance, receiver_balance FROM ledger_post(%s, %s, %s, %s, %s)')
 
 
-def post(db, operation, sender_id, receiver_id, amount, description, created_at):
-    """Run one deposit, withdrawal or transfer on the server (see migration 0003).
+def post(db, operation, sender_id, receiver_id, amount, description):
+    """Run one deposit, withdrawal or transfer on the server (migrations 0003
+    and 0004; the entry's time is the database's, taken after the locks).
 
     Returns ``(refusal, sender_balance, receiver_balance)``: refusal is 0 or
     the API error code of the rule that refused the change (nothing written
     then); a deposit's or withdrawal's sender balance is None. Raises
     peewee's exceptions, as ``write_entry`` does.
     """
-    return run(db, _POST, (operation, sender_id, receiver_id, amount, description,
-                           created_at)).fetchone()
+    return run(db, _POST, (operation, sender_id, receiver_id, amount, description)).fetchone()
 
 
 def failed_table(exc):

@@ -14,4 +14,4 @@ class History:
 
     def on_get(self, req, resp, query=None):
         filters = history.parse_query(query, req.query_string)
-        respond(resp, self.db, lambda at_most: history.select(filters, self.db, at_most))
+        respond(resp, self.db, history.statement(filters, self.db))
