@@ -9,30 +9,60 @@ operator of this service looks for: the request time in seconds and the
 request id the service answered with (``X-Request-ID``), so a log line leads
 to the error log's entry for the same request.
 
-    127.0.0.1 - - [23/Nov/2026:22:30:00 +0000] "PUT /transfer HTTP/1.1" 200 57 "-" "curl/8.5.0" 0.001234 5f0c...
+    127.0.0.1 - - [23/Nov/2026:22:30:00 +0000] "PUT /transfer HTTP/1.1" 200 57 "-" "curl/8.5.0" 0.001234 "5f0c..."
+
+Every field is escaped as Apache escapes it (``balance_api.log_text``): a
+header may carry C1 controls such as U+0085, which gunicorn's parser lets
+through and which would split the line.
 
 A deployment that sets its own ``access_log_format`` gets gunicorn's
 formatting of it, unchanged.
+
+The application's own log (logger ``balance_api``) goes where gunicorn's
+error log goes, in its format (time, pid, level), one line per record:
+tracebacks included, line breaks are escaped. A deployment that configures
+logging itself (``logconfig_dict`` and the like) keeps its configuration.
 """
+import logging
 import time
 
 from gunicorn import glogging
 from gunicorn.config import AccessLogFormat
 
+from .log_text import log_field, one_line, quoted_log_field
+
 _REQUEST_ID = 'x-request-id'
+APPLICATION_LOGGER = 'balance_api'
 
 
-def _quoted(value):
-    # gunicorn's parser refuses control characters in what it accepts; a
-    # quote or a backslash could still end a quoted field early.
-    if '"' in value or '\\' in value:
-        return value.replace('\\', '\\\\').replace('"', '\\"')
-    return value
+class OneLineFormatter(logging.Formatter):
+    """Another formatter's lines, each record, traceback included, on one line."""
+
+    def __init__(self, formatter):
+        super().__init__()
+        self.formatter = formatter
+
+    def format(self, record):
+        return one_line(self.formatter.format(record))
 
 
 class AccessLogger(glogging.Logger):
     _stamp_second = None
     _stamp = ''
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        if cfg.logconfig_dict or cfg.logconfig_json or cfg.logconfig:
+            return
+        for handler in self.error_log.handlers:
+            if (getattr(handler, '_gunicorn', False)
+                    and not isinstance(handler.formatter, OneLineFormatter)):
+                handler.setFormatter(OneLineFormatter(handler.formatter or logging.Formatter()))
+        application = logging.getLogger(APPLICATION_LOGGER)
+        application.handlers = list(self.error_log.handlers)
+        application.setLevel(self.loglevel)
+        # Not also to the root logger, which a caller may have given a handler.
+        application.propagate = False
 
     def access(self, resp, req, environ, request_time):
         if self.cfg.access_log_format != AccessLogFormat.default:
@@ -49,13 +79,14 @@ class AccessLogger(glogging.Logger):
         if isinstance(status, str):
             status = status.split(None, 1)[0]
         sent = getattr(resp, 'sent', None)
-        line = '%s - - %s "%s %s %s" %s %s "%s" "%s" %d.%06d %s' % (
-            environ.get('REMOTE_ADDR', '-'), self.now(),
-            environ['REQUEST_METHOD'], _quoted(environ['RAW_URI']), environ['SERVER_PROTOCOL'],
-            status, sent if sent is not None else '-',
-            _quoted(environ.get('HTTP_REFERER', '-')),
-            _quoted(environ.get('HTTP_USER_AGENT', '-')),
-            request_time.seconds, request_time.microseconds, _quoted(request_id))
+        line = '%s - - %s "%s %s %s" %s %s %s %s %d.%06d %s' % (
+            log_field(environ.get('REMOTE_ADDR', '-')), self.now(),
+            log_field(environ['REQUEST_METHOD']), log_field(environ['RAW_URI']),
+            log_field(environ['SERVER_PROTOCOL']),
+            log_field(str(status)), sent if sent is not None else '-',
+            quoted_log_field(environ.get('HTTP_REFERER', '-')),
+            quoted_log_field(environ.get('HTTP_USER_AGENT', '-')),
+            request_time.seconds, request_time.microseconds, quoted_log_field(request_id))
         try:
             self.access_log.info(line)
         except Exception:

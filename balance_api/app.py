@@ -8,13 +8,15 @@ import falcon
 import falcon.media
 import peewee
 import swagger_ui_bundle
+from falcon.uri import parse_query_string
 from playhouse.pool import MaxConnectionsExceeded
 
 from . import errors
 from .config import Settings
 from .db import database, open_database
 from .ledger import Ledger
-from .middleware import BodyLimit, DatabaseConnection, RequestId
+from .log_text import quoted_log_field
+from .middleware import BodyLimit, DatabaseConnection, RequestId, RequestTarget
 from .openapi import build_spec
 from .resources.accounts import BalanceCollection, BalanceItem, Transfer, UserCollection, UserDelete
 from .resources.common import CommandRunner
@@ -30,6 +32,7 @@ _HTTP_ERRORS = {
     411: errors.LengthRequired,
     413: errors.BodyTooLarge,
     415: errors.UnsupportedContentType,
+    416: errors.RangeNotSatisfiable,
 }
 
 
@@ -37,31 +40,64 @@ def _refuse_constant(name):
     raise ValueError('%s is not a number' % name)
 
 
+class ExponentNumber:
+    """A JSON number written with an exponent (``1e0``, ``12345e-2``).
+
+    Amounts and ids are plain decimals, in JSON as in forms; no field accepts
+    this, so each refuses it with its own code, as it would the string "1e0".
+    """
+
+    __slots__ = ('text',)
+
+    def __init__(self, text):
+        self.text = text
+
+    def __repr__(self):
+        return self.text
+
+
+def _parse_fraction(text):
+    if 'e' in text or 'E' in text:
+        return ExponentNumber(text)
+    return Decimal(text)
+
+
+def _object_without_repeated_keys(pairs):
+    fields = dict(pairs)
+    if len(fields) != len(pairs):
+        # Which one counts would be up to the parser; the form handler refuses
+        # a repeated field too.
+        raise ValueError('a JSON object repeats a key')
+    return fields
+
+
 def _load_json(text):
     try:
-        return json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
+        return json.loads(text, parse_float=_parse_fraction, parse_constant=_refuse_constant,
+                          object_pairs_hook=_object_without_repeated_keys)
     except RecursionError:
         # Deeply nested arrays fit in a small body; they are malformed, not a crash.
         raise ValueError('JSON nested too deeply') from None
 
 
 class FormHandler(falcon.media.URLEncodedFormHandler):
-    """Form bodies whose percent-escapes are not UTF-8 are malformed.
+    """Form bodies are UTF-8, percent-escaped or not (``curl -d trans_desc=café``
+    sends the bytes as they are); anything that is not UTF-8 is malformed.
 
-    Falcon would decode such bytes to U+FFFD, which a client may also send
-    on purpose (%EF%BF%BD), so the two cannot be told apart afterwards.
+    Falcon would refuse unescaped non-ASCII bytes, and decode escapes that
+    are not UTF-8 to U+FFFD, which a client may also send on purpose
+    (%EF%BF%BD), so the two could not be told apart afterwards.
     """
 
     def _deserialize(self, body):
-        if b'%' not in body:
-            # No escapes, nothing to decode: Falcon refuses non-ASCII bytes itself.
-            return super()._deserialize(body)
         try:
-            urllib.parse.parse_qsl(body.decode('ascii'), keep_blank_values=True,
-                                   encoding='utf-8', errors='strict')
+            text = body.decode('utf-8')
+            if '%' in text:
+                urllib.parse.parse_qsl(text, keep_blank_values=True, encoding='utf-8',
+                                       errors='strict')
         except ValueError as exc:  # UnicodeDecodeError included
             raise falcon.MediaMalformedError('URL-encoded') from exc
-        return super()._deserialize(body)
+        return parse_query_string(text, keep_blank=self._keep_blank, csv=self._csv)
 
 
 def _render(resp, error, headers=None):
@@ -72,7 +108,8 @@ def _render(resp, error, headers=None):
 
 
 def _request_id(req):
-    return getattr(req.context, 'request_id', '-')
+    """The request id as a quoted log field: a client's may hold spaces and quotes."""
+    return quoted_log_field(getattr(req.context, 'request_id', '-'))
 
 
 def handle_api_error(req, resp, ex, params):
@@ -84,6 +121,9 @@ def handle_api_error(req, resp, ex, params):
 def handle_http_error(req, resp, ex, params):
     if isinstance(ex, falcon.MediaMalformedError):
         error = errors.MalformedBody()
+    elif ex.status_code == 400 and req.method not in falcon.COMBINED_METHODS:
+        # Falcon answers a method it does not know with a plain 400.
+        error = errors.MethodNotImplemented()
     else:
         error = _HTTP_ERRORS.get(ex.status_code, errors.BadRequest)()
     _render(resp, error, ex.headers)
@@ -106,8 +146,8 @@ def create_app(settings=None, db=None):
                              busy_timeout=settings.sqlite_busy_timeout)
     database.initialize(db)
 
-    app = falcon.App(middleware=[RequestId(), BodyLimit(settings.max_body_bytes),
-                                 DatabaseConnection(db)])
+    app = falcon.App(middleware=[RequestId(), RequestTarget(),
+                                 BodyLimit(settings.max_body_bytes), DatabaseConnection(db)])
     json_handler = falcon.media.JSONHandler(loads=_load_json)
     app.req_options.media_handlers = falcon.media.Handlers({
         falcon.MEDIA_JSON: json_handler,

@@ -119,9 +119,13 @@ class IdempotencyKeyReused(ApiError):
 
 
 class InvalidIdempotencyKey(ApiError):
-    """An Idempotency-Key is 1 to 255 visible ASCII characters."""
+    """An Idempotency-Key is 1 to 255 visible ASCII characters other than a comma.
+
+    Servers join repeated header fields with commas, so a key with one could
+    be two keys sent at once.
+    """
     code = 519
-    message = 'Idempotency-Key format is not correct (1 to 255 visible ASCII characters)'
+    message = 'Idempotency-Key format is not correct (1 to 255 visible ASCII characters, no comma)'
     status = falcon.HTTP_422
 
 
@@ -209,6 +213,43 @@ class InternalError(ApiError):
 class BadRequest(ApiError):
     """A request the HTTP layer refused for a reason no other code names."""
     code, message, status = 533, 'Bad request', falcon.HTTP_400
+
+
+class RequestLineTooLong(ApiError):
+    """The request line (method, target, version) is longer than the server reads."""
+    code, message, status = 534, 'Request line is too long', falcon.HTTP_414
+
+
+class HeaderFieldsTooLarge(ApiError):
+    """Too many header fields, or one too long for the server to read."""
+    code, message, status = 535, 'Request header fields are too large', falcon.HTTP_431
+
+
+class ExpectationNotSupported(ApiError):
+    """The only expectation a server can meet is Expect: 100-continue."""
+    code = 536
+    message = 'Expectation is not supported (only 100-continue)'
+    status = falcon.HTTP_417
+
+
+class MethodNotImplemented(ApiError):
+    """Methods are case-sensitive; one the server does not know at all is not implemented."""
+    code, message, status = 537, 'Method is not implemented', falcon.HTTP_501
+
+
+class TransferCodingNotImplemented(ApiError):
+    """A Transfer-Encoding the server does not know (it knows chunked, gzip, deflate, compress)."""
+    code, message, status = 538, 'Transfer coding is not implemented', falcon.HTTP_501
+
+
+class RangeNotSatisfiable(ApiError):
+    """A Range that starts past the end of a static file."""
+    code, message, status = 539, 'Requested range is not satisfiable', falcon.HTTP_416
+
+
+class HostRequired(ApiError):
+    """HTTP/1.1 requires a Host header on every request."""
+    code, message, status = 540, 'Request needs a Host header', falcon.HTTP_400
 
 
 def all_errors():

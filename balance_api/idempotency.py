@@ -19,7 +19,8 @@ from .db import write_transaction
 from .ledger import utc_now
 from .models import IdempotencyRecord
 
-KEY_PATTERN = re.compile(r'[\x21-\x7e]{1,255}')
+# Visible ASCII without the comma that joins repeated header fields.
+KEY_PATTERN = re.compile(r'[\x21-\x2b\x2d-\x7e]{1,255}')
 
 
 class Outcome(NamedTuple):
@@ -28,10 +29,26 @@ class Outcome(NamedTuple):
     replayed: bool = False
 
 
-def fingerprint(method, path, payload):
-    """What identifies a request: its method, path and validated input."""
-    canonical = json.dumps([method, path, payload], sort_keys=True, default=str,
-                           separators=(',', ':'))
+def fingerprint(method, route, path_params, payload):
+    """What identifies a request: its method, its route (the URI template),
+    the parsed path parameters and the validated input, so two spellings of
+    one path (/balance/3 and //balance/3) are the same request."""
+    return _digest([method, route, path_params, payload])
+
+
+def earlier_fingerprints(method, path, payload):
+    """The fingerprints releases before 2026-12 stored for this request (the
+    raw path, and an empty description told apart from a missing one), so a
+    retry that spans the upgrade is still a replay, not a 518. Keys stored
+    then are pruned within days (``prune``), and this can go with them."""
+    variants = [payload]
+    if payload.get('trans_desc', '') is None:
+        variants.append({**payload, 'trans_desc': ''})
+    return {_digest([method, path, variant]) for variant in variants}
+
+
+def _digest(parts):
+    canonical = json.dumps(parts, sort_keys=True, default=str, separators=(',', ':'))
     return hashlib.sha256(canonical.encode('utf-8')).hexdigest()
 
 
@@ -41,10 +58,12 @@ def validate_key(key):
     return key
 
 
-def execute(db, key, request_fingerprint, operation, clock=utc_now):
+def execute(db, key, request_fingerprint, operation, clock=utc_now, also_matching=None):
     """Run ``operation() -> Outcome`` once per key.
 
     Without a key the operation simply runs; it owns its transaction.
+    ``also_matching()``, when given, names other fingerprints a stored
+    record of this same request may carry (``earlier_fingerprints``).
     """
     if key is None:
         return operation()
@@ -56,7 +75,8 @@ def execute(db, key, request_fingerprint, operation, clock=utc_now):
                    .on_conflict_ignore().as_rowcount().execute())
         if not claimed:
             record = IdempotencyRecord.get(IdempotencyRecord.key == key)
-            if record.fingerprint != request_fingerprint:
+            if record.fingerprint != request_fingerprint and (
+                    also_matching is None or record.fingerprint not in also_matching()):
                 raise errors.IdempotencyKeyReused()
             return Outcome(record.status, json.loads(record.body), replayed=True)
 

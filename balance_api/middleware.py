@@ -1,26 +1,46 @@
-"""Request plumbing: request ids, body limits, database connections."""
+"""Request plumbing: request ids, request targets, body limits, database connections."""
 import os
 
 from . import errors
 from .db import open_for_request
+from .raw_path import raw_path
 
 REQUEST_ID_HEADER = 'X-Request-ID'
 
 
+def request_id(given):
+    """The id a request is logged and answered under: the client's, if it sent a sane one."""
+    if given and len(given) <= 64 and given.isascii() and given.isprintable():
+        return given
+    # 128 random bits as 32 hex digits, the shape of a uuid4's hex,
+    # without building a UUID object on every request.
+    return os.urandom(16).hex()
+
+
 class RequestId:
-    """Tag every request with an id (the client's, if it sent a sane one) for the logs."""
+    """Tag every request with an id for the logs, and answer with it."""
 
     def process_request(self, req, resp):
-        given = req.get_header(REQUEST_ID_HEADER)
-        if given and len(given) <= 64 and given.isascii() and given.isprintable():
-            req.context.request_id = given
-        else:
-            # 128 random bits as 32 hex digits, the shape of a uuid4's hex,
-            # without building a UUID object on every request.
-            req.context.request_id = os.urandom(16).hex()
+        req.context.request_id = request_id(req.get_header(REQUEST_ID_HEADER))
 
     def process_response(self, req, resp, resource, req_succeeded):
         resp.set_header(REQUEST_ID_HEADER, req.context.request_id)
+
+
+class RequestTarget:
+    """Refuse targets that routing would get wrong.
+
+    The server decodes the path before routing, so ``/balance%2F3`` would
+    reach ``/balance/3``: an encoded slash is no route at all. An HTTP/1.1
+    request without Host is malformed (RFC 9112 3.2).
+    """
+
+    def process_request(self, req, resp):
+        if req.env.get('SERVER_PROTOCOL') == 'HTTP/1.1' and 'HTTP_HOST' not in req.env:
+            raise errors.HostRequired()
+        sent = raw_path(req.env)
+        if sent is not None and '%2f' in sent.lower():
+            raise errors.RouteNotFound()
 
 
 class BodyLimit:

@@ -33,6 +33,11 @@ def parse_user_id(value):
     return user_id if user_id <= MAX_USER_ID else None
 
 
+def _blank_as_none(value):
+    # Before validation: an empty optional text is none given, not a malformed one.
+    return None if value == '' else value
+
+
 class _Coded:
     """Mixin: the API error that a bad value of this field is answered with."""
     error_class = errors.ApiError
@@ -102,13 +107,10 @@ class Description(_Coded, fields.String):
             'description', 'Free text; when empty, a unique 32-hex transaction hash is generated.')
         # What _storable_text refuses and a pattern can say.
         metadata.setdefault('pattern', '^[^\\u0000]*$')
+        # An empty description asks for a generated hash, as a missing one
+        # does: the same request, also to an Idempotency-Key.
         super().__init__(validate=[validate.Length(max=255), _storable_text], load_default=None,
-                         **kwargs)
-
-
-def _blank_as_none(value):
-    # Before validation: an empty contact is no contact, not a malformed one.
-    return None if value == '' else value
+                         pre_load=_blank_as_none, **kwargs)
 
 
 class Email(_Coded, fields.Email):
@@ -138,6 +140,11 @@ class Msisdn(_Coded, fields.String):
 
 # -- requests --------------------------------------------------------------
 
+# JSON numbers count as written: 12345e-2 is no amount, as the string is none.
+_REQUEST_AMOUNT = {'pattern': AMOUNT_REQUEST_PATTERN,
+                   'description': 'Decimal amount as a string; in JSON also a number written '
+                                  'the same way (never with an exponent).'}
+
 class CreateUserRequest(Schema):
     uid = UserId(required=True)
     email = Email()
@@ -146,14 +153,14 @@ class CreateUserRequest(Schema):
 
 class BalanceChangeRequest(Schema):
     operation = Operation(required=True)
-    balance = Amount(required=True, metadata={'pattern': AMOUNT_REQUEST_PATTERN})
+    balance = Amount(required=True, metadata=dict(_REQUEST_AMOUNT))
     trans_desc = Description()
 
 
 class TransferRequest(Schema):
     sender_id = UserId(required=True)
     receiver_id = UserId(required=True)
-    balance = Amount(required=True, metadata={'pattern': AMOUNT_REQUEST_PATTERN})
+    balance = Amount(required=True, metadata=dict(_REQUEST_AMOUNT))
     trans_desc = Description()
 
 

@@ -21,13 +21,16 @@ def worker_started(worker):
 
     from .middleware import keep_connections
     from .streaming import report_progress_to
+    from .worker import ApiSyncWorker
     report_progress_to(worker.notify)
-    keep_connections(type(worker) is SyncWorker)
+    # Exactly these: a subclass may serve several requests at once.
+    keep_connections(type(worker) in (ApiSyncWorker, SyncWorker))
 
 
 # What gunicorn.conf.py and ``python -m balance_api serve`` both start from.
 DEFAULTS = {
-    'worker_class': 'sync',
+    # gunicorn's sync worker, refusing malformed requests with the API's JSON errors.
+    'worker_class': 'balance_api.worker.ApiSyncWorker',
     # A request that makes no progress for this long is stuck (a streamed
     # answer beats while it moves); gunicorn replaces its worker.
     'timeout': 30,
@@ -39,7 +42,8 @@ DEFAULTS = {
     # would take it from each other, and nothing here uses it.
     'control_socket_disable': True,
     'accesslog': '-',
-    # The combined log line plus request time and request id, built cheaply.
+    # The combined log line plus request time and request id, built cheaply;
+    # the application's log in the error log's format, one line per record.
     'logger_class': 'balance_api.access_log.AccessLogger',
     'errorlog': '-',
     'post_worker_init': worker_started,

@@ -31,7 +31,8 @@ ERRORS = {
     516: (422, 'History date-start is after date-end'),
     517: (422, 'History paging is not correct (limit and after_id are positive integers)'),
     518: (409, 'Idempotency-Key was already used with a different request'),
-    519: (422, 'Idempotency-Key format is not correct (1 to 255 visible ASCII characters)'),
+    519: (422, 'Idempotency-Key format is not correct '
+               '(1 to 255 visible ASCII characters, no comma)'),
     520: (413, 'Request body is too large'),
     521: (411, 'Request body needs a Content-Length header'),
     522: (415, 'Content type is not supported '
@@ -47,6 +48,13 @@ ERRORS = {
     531: (503, 'Database is unavailable, retry later'),
     532: (500, 'Internal server error'),
     533: (400, 'Bad request'),
+    534: (414, 'Request line is too long'),
+    535: (431, 'Request header fields are too large'),
+    536: (417, 'Expectation is not supported (only 100-continue)'),
+    537: (501, 'Method is not implemented'),
+    538: (501, 'Transfer coding is not implemented'),
+    539: (416, 'Requested range is not satisfiable'),
+    540: (400, 'Request needs a Host header'),
 }
 
 MAX_USER_ID = 9223372036854775807

@@ -12,7 +12,6 @@ ROUTES = {
     '/balance_delete_user/{user_id}': {'delete'},
     '/transfer': {'put'},
     '/history': {'get'},
-    '/history/{query}': {'get'},
     '/health': {'get'},
     '/ready': {'get'},
 }

@@ -150,7 +150,7 @@ def test_visible_ascii_keys_up_to_255_characters_are_accepted(client, users):
 
 
 @pytest.mark.parametrize('value', ['k' * 256, 'with space', 'cl\u00e9', 'tab\there', '',
-                                   'k\x7f'])
+                                   'k\x7f', 'a,b', ','])
 def test_malformed_key_is_519_and_changes_nothing(client, users, value):
     before = snapshot()
     assert_error(add(client, 1, '1', headers=key(value)), 519)
@@ -158,3 +158,68 @@ def test_malformed_key_is_519_and_changes_nothing(client, users, value):
     assert_error(send_form(client, 'POST', '/user', {'uid': '5'}, headers=key(value)), 519)
     assert_error(client.simulate_delete('/balance_delete_user/2', headers=key(value)), 519)
     assert snapshot() == before
+
+
+def test_empty_description_is_a_missing_one(client, users):
+    first = add(client, 1, '5', headers=key())
+    assert_replay(add(client, 1, '5', trans_desc='', headers=key()), first)
+    assert_replay(send_json(client, 'PUT', '/balance/1',
+                            {'operation': 'add', 'balance': '5', 'trans_desc': ''},
+                            headers=key()), first)
+    moved = transfer(client, 1, 2, '1', trans_desc='', headers=key('retry-2'))
+    assert_replay(transfer(client, 1, 2, '1', headers=key('retry-2')), moved)
+    assert balance_of(client, 1) == '14.00'
+
+
+def test_another_spelling_of_the_same_path_is_a_replay(client, users, make_user):
+    first = add(client, 1, '5', headers=key())
+    after_first = snapshot()
+    assert_replay(send_form(client, 'PUT', '//balance/1', {'operation': 'add', 'balance': '5'},
+                            headers=key()), first)
+    assert snapshot() == after_first
+    make_user(3)
+    deleted = client.simulate_delete('//balance_delete_user/3', headers=key('retry-2'))
+    assert assert_ok(deleted) == {'code': 0, 'message': 'User deleted'}
+    assert_replay(client.simulate_delete('/balance_delete_user/3', headers=key('retry-2')),
+                  deleted)
+    # Another resource on the same route is another request.
+    assert_error(add(client, 2, '5', headers=key()), 518)
+
+
+def test_two_idempotency_keys_in_one_request_are_519(client, users):
+    before = snapshot()
+    headers = [('Content-Type', 'application/x-www-form-urlencoded'),
+               ('Idempotency-Key', 'retry-1'), ('Idempotency-Key', 'retry-2')]
+    for _ in range(2):
+        result = client.simulate_put('/balance/1', body='operation=add&balance=5',
+                                     headers=headers)
+        assert_error(result, 519)
+    assert snapshot() == before
+    # Neither key was claimed.
+    for value in ('retry-1', 'retry-2'):
+        assert REPLAYED not in add(client, 1, '1', headers=key(value)).headers
+
+
+def _store_as_the_previous_release_did(key_value, path, payload):
+    """Rewrite a stored key's fingerprint the way releases before 2026-12 computed it."""
+    import hashlib
+    import json
+
+    from balance_api.db import database
+    from balance_api.models import IdempotencyRecord
+    canonical = json.dumps(['PUT', path, payload], sort_keys=True, default=str,
+                           separators=(',', ':'))
+    with database.connection_context():
+        IdempotencyRecord.update(fingerprint=hashlib.sha256(canonical.encode()).hexdigest()).where(
+            IdempotencyRecord.key == key_value).execute()
+
+
+def test_a_retry_that_spans_the_upgrade_is_a_replay(client, users):
+    first = add(client, 1, '5', trans_desc='', headers=key())
+    _store_as_the_previous_release_did(
+        'retry-1', '/balance/1', {'operation': 'add', 'balance': '5.00', 'trans_desc': ''})
+    assert_replay(add(client, 1, '5', trans_desc='', headers=key()), first)
+    assert_replay(add(client, 1, '5', headers=key()), first)
+    # Still a different request is still refused.
+    assert_error(add(client, 1, '6', headers=key()), 518)
+    assert balance_of(client, 1) == '15.00'

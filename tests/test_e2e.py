@@ -45,7 +45,7 @@ def test_access_log_line_names_the_request_id(server):
     pattern = re.compile(
         r'^127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] '
         r'"GET /balance/424242 HTTP/1\.1" 404 %d "-" "probe \\"quoted\\"" '
-        r'\d+\.\d{6} %s$' % (len(answer.content), request_id), re.M)
+        r'\d+\.\d{6} "%s"$' % (len(answer.content), request_id), re.M)
     # The line is written after the answer is sent.
     deadline = time.monotonic() + 5
     while not pattern.search(server.log_text()) and time.monotonic() < deadline:

@@ -4,14 +4,14 @@ from ..idempotency import Outcome
 from ..schemas import (BalanceChangeRequest, CreateUserRequest, TransferRequest,
                        balance_response, load)
 from ..streaming import respond
-from .common import CommandRunner, path_user_id, read_body
+from .common import AnswersHead, path_user_id, read_body
 
 _change_request = BalanceChangeRequest()
 _create_request = CreateUserRequest()
 _transfer_request = TransferRequest()
 
 
-class BalanceCollection:
+class BalanceCollection(AnswersHead):
     """GET /balance: every user's balance, ordered by user id."""
 
     # The stream opens its own connection.
@@ -24,7 +24,7 @@ class BalanceCollection:
         respond(resp, self.ledger.db, lambda at_most: self.ledger.balances().limit(at_most).sql())
 
 
-class BalanceItem:
+class BalanceItem(AnswersHead):
     """GET /balance/{user_id}: one balance. PUT: add or sub money."""
 
     def __init__(self, ledger, commands):
@@ -43,7 +43,7 @@ class BalanceItem:
                 user_id, data['operation'], data['balance'], data['trans_desc'])
             return Outcome(200, balance_response.dump(balance._asdict()))
 
-        self.commands.run(req, resp, data, change)
+        self.commands.run(req, resp, data, change, path_params={'user_id': user_id})
 
 
 class UserCollection:
@@ -77,7 +77,7 @@ class UserDelete:
             self.ledger.delete_user(user_id)
             return Outcome(200, {'code': 0, 'message': 'User deleted'})
 
-        self.commands.run(req, resp, {}, delete)
+        self.commands.run(req, resp, {}, delete, path_params={'user_id': user_id})
 
 
 class Transfer:

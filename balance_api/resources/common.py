@@ -1,4 +1,4 @@
-"""What every resource shares: reading bodies, path ids, running and rendering commands."""
+"""What every resource shares: reading bodies, path ids, HEAD, running and rendering commands."""
 import falcon
 
 from .. import errors, idempotency
@@ -12,11 +12,14 @@ def read_body(req):
     """The request's fields as a dict: form-encoded (what existing clients send) or JSON."""
     if not req.content_length:
         return {}
+    # Media types are case-insensitive (RFC 9110 8.3.1); Falcon's own lookup
+    # of a handler is not.
     media_type = (req.content_type or '').split(';', 1)[0].strip().lower()
     if media_type not in (FORM, JSON):
         raise errors.UnsupportedContentType()
-    # Percent-escapes that are not UTF-8 are refused by the form handler (app.py).
-    return req.get_media()
+    # Bodies that are not UTF-8 are refused by the handlers (app.py).
+    handler = req.options.media_handlers[media_type]
+    return handler.deserialize(req.bounded_stream, req.content_type, req.content_length)
 
 
 def path_user_id(text):
@@ -26,16 +29,35 @@ def path_user_id(text):
     return user_id
 
 
+class AnswersHead:
+    """HEAD answers with the status and headers GET would, and no body (health checks use it)."""
+
+    def on_head(self, req, resp, **params):
+        self.on_get(req, resp, **params)
+        # Falcon drops a HEAD answer's body without closing it, and a streamed
+        # body holds its database connection until it is closed.
+        close = getattr(resp.stream, 'close', None)
+        if close is not None:
+            close()
+
+
 class CommandRunner:
     """Runs a mutating request exactly once per Idempotency-Key and renders its outcome."""
 
     def __init__(self, db):
         self.db = db
 
-    def run(self, req, resp, payload, operation):
+    def run(self, req, resp, payload, operation, path_params=None):
+        """``path_params``: the path's parsed parameters, which with the route
+        identify the resource whatever the path's spelling."""
         key = idempotency.validate_key(req.get_header('Idempotency-Key'))
-        fingerprint = idempotency.fingerprint(req.method, req.path, payload) if key else None
-        outcome = idempotency.execute(self.db, key, fingerprint, operation)
+        fingerprint = None
+        if key:
+            fingerprint = idempotency.fingerprint(req.method, req.uri_template,
+                                                  path_params or {}, payload)
+        outcome = idempotency.execute(
+            self.db, key, fingerprint, operation,
+            also_matching=lambda: idempotency.earlier_fingerprints(req.method, req.path, payload))
         resp.status = falcon.code_to_http_status(outcome.status)
         resp.media = outcome.body
         if outcome.replayed:

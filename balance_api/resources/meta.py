@@ -4,6 +4,7 @@ import json
 import falcon
 
 from .. import errors
+from .common import AnswersHead
 
 DOCS_PAGE = '''<!doctype html>
 <html lang="en">
@@ -23,7 +24,7 @@ DOCS_PAGE = '''<!doctype html>
 '''
 
 
-class Health:
+class Health(AnswersHead):
     """GET /health: the process is up (no database involved)."""
 
     uses_database = False
@@ -32,7 +33,7 @@ class Health:
         resp.media = {'status': 'ok'}
 
 
-class Ready:
+class Ready(AnswersHead):
     """GET /ready: the database answers."""
 
     def __init__(self, db):
@@ -46,7 +47,7 @@ class Ready:
         resp.media = {'status': 'ready'}
 
 
-class OpenApiDocument:
+class OpenApiDocument(AnswersHead):
     """GET /openapi.json, generated once from the schemas."""
 
     uses_database = False
@@ -59,7 +60,7 @@ class OpenApiDocument:
         resp.data = self.body
 
 
-class DocsPage:
+class DocsPage(AnswersHead):
     """GET /api/docs: a readable page over /openapi.json, with assets served locally."""
 
     uses_database = False
