@@ -51,8 +51,11 @@ def cmd_verify(settings, args):
     print('accounts: %d, postings: %d, journal entries: %d'
           % (report.accounts, report.postings, report.journal_entries))
     for found in report.problems:
-        print('PROBLEM %s: %s' % found)
-    print('ledger OK' if report.ok else 'ledger BROKEN: %d problem(s)' % len(report.problems))
+        print('PROBLEM %s: %s' % (found.kind, found.detail))
+    if report.unlisted:
+        print('... and %d more problem(s), not listed' % report.unlisted)
+    print('ledger OK' if report.ok else 'ledger BROKEN: %d problem(s)'
+          % (len(report.problems) + report.unlisted))
     return 0 if report.ok else 1
 
 

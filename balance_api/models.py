@@ -78,3 +78,11 @@ class IdempotencyRecord(BaseModel):
     status = peewee.IntegerField()
     body = peewee.TextField()
     created_at = peewee.DateTimeField(index=True)
+
+
+class LedgerRuleStart(BaseModel):
+    """The first journal entry a rule of the ledger holds for (see ``verify``):
+    entries written before the migration that introduced the rule may break it."""
+
+    rule = peewee.CharField(max_length=32, primary_key=True)
+    first_journal_id = peewee.BigIntegerField()

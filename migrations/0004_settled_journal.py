@@ -24,6 +24,11 @@ increase, and an entry dated on a day had its id before that day ended.
 
 SQLite commits one writer at a time, in id order, and reads Python's clock
 inside its write lock; it only gains ``last_posted_at``.
+
+Entries written before this migration may be out of time order (on
+PostgreSQL their time was read before the locks), so ``ledger_rule_start``
+records the first journal id the time-order rule holds for, and ``verify``
+checks the rule from there on.
 """
 import importlib.util
 import os
@@ -208,12 +213,24 @@ def _previous_ledger_post():
     return module.LEDGER_POST
 
 
+def _record_rule_start(db, next_id_sql):
+    db.execute_sql('CREATE TABLE ledger_rule_start (rule VARCHAR(32) PRIMARY KEY, '
+                   'first_journal_id BIGINT NOT NULL)')
+    db.execute_sql("INSERT INTO ledger_rule_start (rule, first_journal_id) "
+                   "SELECT 'time order', (%s)" % next_id_sql)
+
+
 def up(migrator, db):
     if isinstance(db, SqliteDatabase):
         db.execute_sql('ALTER TABLE account ADD COLUMN last_posted_at DATETIME')
         db.execute_sql('UPDATE account SET last_posted_at = (SELECT max(created_at) FROM posting '
                        'WHERE posting.account_id = account.id) WHERE id <> 0')
+        _record_rule_start(db, 'SELECT coalesce(max(id), 0) + 1 FROM journal_entry')
         return
+    # Taken before the old ledger_post is dropped below: an entry the old
+    # code writes meanwhile has a smaller id.
+    _record_rule_start(db, 'SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END '
+                           'FROM journal_entry_id_seq')
     db.execute_sql('ALTER TABLE account ADD COLUMN last_posted_at timestamp')
     db.execute_sql('UPDATE account SET last_posted_at = newest.created_at FROM '
                    '(SELECT account_id, max(created_at) AS created_at FROM posting '
@@ -228,6 +245,7 @@ def up(migrator, db):
 
 
 def down(migrator, db):
+    db.execute_sql('DROP TABLE ledger_rule_start')
     db.execute_sql('ALTER TABLE account DROP COLUMN last_posted_at')
     if isinstance(db, SqliteDatabase):
         return

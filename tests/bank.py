@@ -348,7 +348,7 @@ class BankRun:
         unknown = [op for op in self.operations if not op.status]
 
         results.append(('verify: balances, running sums, hash chains, entries sum to zero',
-                        report.ok, '; '.join('%s: %s' % p for p in report.problems[:5])))
+                        report.ok, '; '.join('%s: %s' % (p.kind, p.detail) for p in report.problems[:5])))
         results.append(('money: sum of balances = opening + deposits - withdrawals',
                         total == expected_total, '%s vs %s' % (total, expected_total)))
         results.append(('no balance negative', all(b >= 0 for _, b in balances), ''))
