@@ -1,0 +1,119 @@
+"""Amounts are parsed exactly or refused, and stored and read back without a float."""
+from decimal import Decimal
+
+import peewee
+import pytest
+
+from balance_api.money import MAX_AMOUNT, MoneyField, fits, format_amount, parse_amount
+
+
+def _cents(amount):
+    """The amount and its exponent: parsed amounts always carry two places."""
+    return (amount, amount.as_tuple().exponent) if isinstance(amount, Decimal) else amount
+
+
+@pytest.mark.parametrize('value, expected', [
+    (Decimal('10'), Decimal('10.00')),
+    (Decimal('1.5'), Decimal('1.50')),
+    (Decimal('32.40'), Decimal('32.40')),
+    (Decimal('0.01'), Decimal('0.01')),
+    (Decimal('99999999999999999.99'), MAX_AMOUNT),
+    (1, Decimal('1.00')),
+    (99999999999999999, Decimal('99999999999999999.00')),
+    ('32', Decimal('32.00')),
+    ('32.4', Decimal('32.40')),
+    ('32.40', Decimal('32.40')),
+    ('0.01', Decimal('0.01')),
+    ('007', Decimal('7.00')),
+    ('99999999999999999.99', MAX_AMOUNT),
+])
+def test_plain_positive_amounts_are_accepted_with_two_places(value, expected):
+    assert _cents(parse_amount(value)) == (expected, -2)
+
+
+@pytest.mark.parametrize('value', [
+    # Exponent notation, however the Decimal came to be.
+    Decimal('1e1'), Decimal('1E+1'), Decimal('1e3'), Decimal('1E+2'), Decimal('1e999999999'),
+    # More than two places, even when the extra digits are zeros.
+    Decimal('1.000'), Decimal('0.001'), Decimal('1.005'),
+    # Not finite.
+    Decimal('NaN'), Decimal('sNaN'), Decimal('Infinity'), Decimal('-Infinity'),
+    # Not positive.
+    Decimal('-1'), Decimal('-0.01'), Decimal('0'), Decimal('0.00'), Decimal('-0'),
+    # Too large.
+    Decimal('100000000000000000'), Decimal('100000000000000000.00'),
+], ids=str)
+def test_decimals_that_are_no_plain_amount_are_refused(value):
+    assert parse_amount(value) is None
+
+
+@pytest.mark.parametrize('value', [0, -1, -100, 100000000000000000, 10 ** 30])
+def test_ints_out_of_range_are_refused(value):
+    assert parse_amount(value) is None
+
+
+@pytest.mark.parametrize('value', [True, False])
+def test_booleans_are_not_amounts(value):
+    # bool is an int subclass: True would otherwise be 1.00.
+    assert parse_amount(value) is None
+
+
+@pytest.mark.parametrize('value', [
+    '1e1', '1E+1', '1e3', '1.000', 'NaN', 'nan', 'Infinity', 'inf', '-1', '+1', '-0.01', '0',
+    '0.00', '', ' 5', '5 ', '5\n', '1,04', '1_000', '.5', '5.', '0x10', '\u0663', '\uff15',
+    '100000000000000000', '99999999999999999999.99',
+], ids=repr)
+def test_strings_that_are_no_plain_amount_are_refused(value):
+    assert parse_amount(value) is None
+
+
+@pytest.mark.parametrize('value', [1.5, 10.0, None, [], {}, b'5', object()], ids=repr)
+def test_other_types_are_refused(value):
+    assert parse_amount(value) is None
+
+
+def test_format_and_fits():
+    assert format_amount(Decimal('5')) == '5.00'
+    assert format_amount(Decimal('-0.5')) == '-0.50'
+    assert format_amount(MAX_AMOUNT) == '99999999999999999.99'
+    assert fits(MAX_AMOUNT) and fits(-MAX_AMOUNT)
+    assert not fits(MAX_AMOUNT + Decimal('0.01'))
+    assert not fits(-MAX_AMOUNT - Decimal('0.01'))
+
+
+class _Row(peewee.Model):
+    amount = MoneyField(null=True)
+
+    class Meta:
+        database = peewee.SqliteDatabase(None)
+
+
+def test_money_field_reads_exact_values():
+    field = _Row.amount
+    assert _cents(field.python_value('1.5')) == (Decimal('1.5'), -1)
+    assert _cents(field.python_value(Decimal('1.5'))) == (Decimal('1.50'), -2)
+    assert field.python_value(None) is None
+
+
+@pytest.mark.parametrize('value', [1.5, 0.1, 2, True])
+def test_money_field_refuses_inexact_values_from_the_column(value):
+    with pytest.raises(TypeError):
+        _Row.amount.python_value(value)
+
+
+def test_money_field_binds_canonical_strings():
+    field = _Row.amount
+    assert field.db_value(Decimal('1.5')) == '1.50'
+    assert field.db_value(Decimal('-3')) == '-3.00'
+    assert field.db_value(None) is None
+
+
+def test_money_field_is_text_on_sqlite_and_numeric_on_postgresql():
+    for db, ddl in ((peewee.SqliteDatabase(':memory:'), '"amount" TEXT'),
+                    (peewee.PostgresqlDatabase('unused'), '"amount" NUMERIC(19, 2)')):
+        with db.bind_ctx([_Row]):
+            sql, _ = _Row._schema._create_table(safe=False).query()
+        assert ddl in sql, sql
+    with peewee.MySQLDatabase('unused').bind_ctx([_Row]):
+        with pytest.raises(TypeError):
+            _Row._schema._create_table(safe=False).query()
