@@ -1,6 +1,6 @@
 """gunicorn settings for ``gunicorn -c gunicorn.conf.py wsgi:application``.
 
-``python -m balance_api serve`` uses the same defaults (balance_api/server.py).
+``python -m balance_api serve`` uses the same defaults (balance_api/web/server.py).
 Sync workers hold one request each: put a buffering reverse proxy in front
 of them when clients are slow. Each worker holds up to DB_POOL_SIZE
 PostgreSQL connections, so workers x pool size must stay below the
@@ -8,7 +8,7 @@ server's max_connections.
 """
 import os
 
-from balance_api.server import DEFAULTS, default_workers
+from balance_api.web.server import DEFAULTS, default_workers
 
 bind = os.environ.get('BIND', '127.0.0.1:8000')
 workers = int(os.environ.get('WEB_CONCURRENCY', default_workers()))

@@ -4,9 +4,9 @@ import datetime
 import logging
 import sys
 
-from . import idempotency
+from .web import idempotency
 from .config import Settings
-from .db import database, migrate, open_database
+from .storage.db import database, migrate, open_database
 
 
 def _open(settings):
@@ -23,7 +23,7 @@ def cmd_migrate(settings, args):
 
 
 def cmd_serve(settings, args):
-    from .server import GunicornServer, default_workers
+    from .web.server import GunicornServer, default_workers
     # Once, before any worker forks; the migration lock makes racing servers safe.
     db = _open(settings)
     migrate(db)
@@ -35,7 +35,7 @@ def cmd_serve(settings, args):
 
 
 def cmd_verify(settings, args):
-    from .verify import verify_ledger
+    from .money.verify import verify_ledger
     db = _open(settings)
     interactive = sys.stderr.isatty()
 

@@ -13,15 +13,15 @@ from playhouse.pool import MaxConnectionsExceeded
 
 from . import errors
 from .config import Settings
-from .db import database, open_database
-from .ledger import Ledger
-from .log_text import quoted_log_field
-from .middleware import BodyLimit, DatabaseConnection, RequestId, RequestTarget
-from .openapi import build_spec
-from .resources.accounts import BalanceCollection, BalanceItem, Transfer, UserCollection, UserDelete
-from .resources.common import CommandRunner
-from .resources.history import History
-from .resources.meta import DocsPage, Health, OpenApiDocument, Ready
+from .storage.db import database, open_database
+from .money.ledger import Ledger
+from .web.log_text import quoted_log_field
+from .web.middleware import BodyLimit, DatabaseConnection, RequestId, RequestTarget
+from .web.openapi import build_spec
+from .money.resources import BalanceCollection, BalanceItem, Transfer, UserCollection, UserDelete
+from .web.commands import CommandRunner
+from .money.resources import History
+from .web.meta import DocsPage, Health, OpenApiDocument, Ready
 
 log = logging.getLogger('balance_api')
 

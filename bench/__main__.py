@@ -23,7 +23,7 @@ if ROOT not in sys.path:
 
 try:
     import psycopg2  # noqa: F401
-    import balance_api.chain  # noqa: F401
+    import balance_api.money.chain  # noqa: F401
 except ImportError as missing:
     sys.exit('python -m bench needs the project\'s virtualenv (%s): run it as '
              '.venv/bin/python -m bench from the repository root' % missing)

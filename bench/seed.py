@@ -3,7 +3,7 @@
 The schema comes from the service's own migrations; the rows are generated
 here: accounts, journal entries and the matching double-entry postings, with
 exact running balances and each account's SHA-256 hash chain computed by
-``balance_api.chain.posting_hash``, so ``python -m balance_api verify`` passes
+``balance_api.money.chain.posting_hash``, so ``python -m balance_api verify`` passes
 on the result. Secondary indexes are dropped during the load and rebuilt
 afterwards; foreign keys are not checked row by row (the rows are consistent
 by construction).
@@ -39,7 +39,7 @@ import time
 from decimal import Decimal
 from typing import NamedTuple
 
-from balance_api.chain import GENESIS_HASH, posting_hash
+from balance_api.money.chain import GENESIS_HASH, posting_hash
 
 # Bumped whenever the generated data changes, so old seeds are not reused.
 LOADER_VERSION = 2

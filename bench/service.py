@@ -15,7 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def default_workers():
     """The worker count ``serve`` picks when given none (the production default)."""
     try:
-        from balance_api.server import default_workers as service_default
+        from balance_api.web.server import default_workers as service_default
         return service_default()
     except Exception:  # the service's rule is 2 x cores + 1
         return 2 * (os.cpu_count() or 1) + 1

@@ -4,9 +4,9 @@ import datetime
 from peewee import (BigAutoField, BigIntegerField, CharField, Check, DateTimeField,
                     ForeignKeyField, IntegerField, Model, SqliteDatabase, TextField)
 
-from balance_api.money import MoneyField
+from balance_api.money.amounts import MoneyField
 
-from balance_api.chain import GENESIS_HASH
+from balance_api.money.chain import GENESIS_HASH
 
 
 def _models(db):

@@ -1,10 +1,10 @@
 """Deposits, withdrawals and transfers in one statement on PostgreSQL.
 
-``ledger_post`` does on the server what ``balance_api.ledger.Ledger`` does
+``ledger_post`` does on the server what ``balance_api.money.ledger.Ledger`` does
 in Python (which stays the only implementation on SQLite, and for creating
 and deleting users everywhere): lock the accounts in ascending id order,
 check every rule before the first write, then write the journal entry, its
-postings with their SHA-256 chain hashes (``balance_api.chain``, byte for
+postings with their SHA-256 chain hashes (``balance_api.money.chain``, byte for
 byte) and the new account states. Called on its own it is one round trip
 and its own transaction; inside a caller's transaction it joins it.
 
@@ -24,7 +24,7 @@ CREATE OR REPLACE FUNCTION ledger_post(
     OUT refusal integer, OUT sender_balance numeric, OUT receiver_balance numeric)
 LANGUAGE plpgsql AS $function$
 DECLARE
-    -- balance_api.models.EXTERNAL_ACCOUNT_ID: the world outside the ledger,
+    -- balance_api.money.models.EXTERNAL_ACCOUNT_ID: the world outside the ledger,
     -- never locked, never updated.
     external CONSTANT bigint := 0;
     largest CONSTANT numeric := 99999999999999999.99;
@@ -101,7 +101,7 @@ BEGIN
     VALUES (journal_id, ledger_post.created_at, operation, sender_id, receiver_id, amount,
             description);
 
-    -- balance_api.chain.posting_hash: previous hash, account, amount,
+    -- balance_api.money.chain.posting_hash: previous hash, account, amount,
     -- balance after, then the entry's fields, joined by a unit separator.
     entry_fields := concat_ws(separator, journal_id,
         to_char(ledger_post.created_at, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),

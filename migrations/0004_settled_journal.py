@@ -85,7 +85,7 @@ CREATE OR REPLACE FUNCTION ledger_post(
     OUT refusal integer, OUT sender_balance numeric, OUT receiver_balance numeric)
 LANGUAGE plpgsql AS $function$
 DECLARE
-    -- balance_api.models.EXTERNAL_ACCOUNT_ID: the world outside the ledger,
+    -- balance_api.money.models.EXTERNAL_ACCOUNT_ID: the world outside the ledger,
     -- never locked, never updated.
     external CONSTANT bigint := 0;
     largest CONSTANT numeric := 99999999999999999.99;
@@ -165,7 +165,7 @@ BEGIN
     VALUES (journal_id, posted_at, operation, sender_id, receiver_id, amount,
             description);
 
-    -- balance_api.chain.posting_hash: previous hash, account, amount,
+    -- balance_api.money.chain.posting_hash: previous hash, account, amount,
     -- balance after, then the entry's fields, joined by a unit separator.
     entry_fields := concat_ws(separator, journal_id,
         to_char(posted_at, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),

@@ -30,9 +30,9 @@ import requests
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from balance_api.db import database, migrate, open_database  # noqa: E402
-from balance_api.models import JournalEntry  # noqa: E402
-from balance_api.verify import verify_ledger  # noqa: E402
+from balance_api.storage.db import database, migrate, open_database
+from balance_api.money.models import JournalEntry
+from balance_api.money.verify import verify_ledger
 from gunicorn_server import Server  # noqa: E402
 
 OPENING = Decimal('1000.00')

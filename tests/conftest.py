@@ -16,7 +16,7 @@ import pytest
 
 from balance_api import create_app
 from balance_api.config import Settings
-from balance_api.db import migrate, open_database
+from balance_api.storage.db import migrate, open_database
 from gunicorn_server import ROOT, Server
 
 PG_URL = os.environ.get('TEST_DATABASE_URL', 'postgresql://postgres@127.0.0.1:5432/test')

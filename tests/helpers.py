@@ -6,9 +6,9 @@ from urllib.parse import quote, urlencode
 
 import peewee
 
-from balance_api import pg_sql
-from balance_api.db import database, is_postgres
-from balance_api.models import Account, JournalEntry, Posting
+from balance_api.money import pg_sql
+from balance_api.storage.db import database, is_postgres
+from balance_api.money.models import Account, JournalEntry, Posting
 
 FORM = {'Content-Type': 'application/x-www-form-urlencoded'}
 JSON = {'Content-Type': 'application/json'}
@@ -183,7 +183,7 @@ def failing_write(monkeypatch, model, method, exception_class):
 
     Writes built by the models fail where the method is called. On
     PostgreSQL the ledger writes a journal entry, its postings and the
-    account states in one SQL statement (``balance_api.pg_sql``) that
+    account states in one SQL statement (``balance_api.money.pg_sql``) that
     calls no model method, so the same write fails in the database: a
     trigger on the table raises a real server error that names the table,
     or, for failures no server raises (InterfaceError, a bug), the
@@ -213,7 +213,7 @@ def failing_write(monkeypatch, model, method, exception_class):
 def failing_read(monkeypatch, model, exception_class):
     """Make every read of ``model``'s table fail with ``exception_class``:
     ``model.select`` where the models build the query, and on PostgreSQL
-    also the statements of ``balance_api.pg_sql`` that read the table."""
+    also the statements of ``balance_api.money.pg_sql`` that read the table."""
     with monkeypatch.context() as patch:
         patch.setattr(model, 'select', failing(exception_class))
         db = database.obj

@@ -7,7 +7,7 @@ import re
 import pytest
 from gunicorn.config import Config
 
-from balance_api.access_log import AccessLogger
+from balance_api.web.access_log import AccessLogger
 
 
 class _Request:
@@ -115,7 +115,7 @@ def test_application_records_are_one_error_log_line_each(capsys, application_log
         raise RuntimeError('first line\nsecond line')
     except RuntimeError:
         application_log.exception('request "%s" failed unexpectedly', 'r-1')
-    logging.getLogger('balance_api.streaming').warning('tab\there\x85')
+    logging.getLogger('balance_api.web.streaming').warning('tab\there\x85')
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 2, lines
     stamp = r'^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}\] \[\d+\] '

@@ -7,9 +7,9 @@ import pytest
 from falcon.testing import StartResponseMock, create_environ
 
 from balance_api import errors
-from balance_api.db import database
-from balance_api.ledger import Ledger
-from balance_api.models import Account, JournalEntry, Posting
+from balance_api.storage.db import database
+from balance_api.money.ledger import Ledger
+from balance_api.money.models import Account, JournalEntry, Posting
 from helpers import (BAD_USER_IDS, ERRORS, FORM, add, assert_error, assert_ok, balance_of,
                      failing, failing_read, failing_write, send_form, send_json, snapshot, sub,
                      transfer)
@@ -273,7 +273,7 @@ def test_unexpected_exception_is_json_532_without_details(client, users, monkeyp
 
 
 def test_unexpected_exception_in_history_is_532(client, monkeypatch):
-    monkeypatch.setattr('balance_api.history.parse_query', failing(RuntimeError))
+    monkeypatch.setattr('balance_api.money.history.parse_query', failing(RuntimeError))
     result = client.simulate_get('/history/uid=1')
     assert_error(result, 532)
     assert 'injected' not in result.text

@@ -5,7 +5,7 @@ from urllib.parse import quote
 
 import pytest
 
-from balance_api import server, streaming
+from balance_api.web import server, streaming
 from helpers import (AMOUNT_FORMAT, DATE_FORMAT, HISTORY_KEYS, add, assert_error, assert_ok,
                      history, send_form, set_entry_time, sub, transfer)
 

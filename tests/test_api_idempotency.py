@@ -2,7 +2,7 @@
 import peewee
 import pytest
 
-from balance_api.models import JournalEntry
+from balance_api.money.models import JournalEntry
 from helpers import (add, assert_error, assert_ok, balance_of, failing_write, history, send_form,
                      send_json, snapshot, sub, transfer)
 
@@ -205,8 +205,8 @@ def _store_as_the_previous_release_did(key_value, path, payload):
     import hashlib
     import json
 
-    from balance_api.db import database
-    from balance_api.models import IdempotencyRecord
+    from balance_api.storage.db import database
+    from balance_api.money.models import IdempotencyRecord
     canonical = json.dumps(['PUT', path, payload], sort_keys=True, default=str,
                            separators=(',', ':'))
     with database.connection_context():

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import requests
 
-from balance_api.db import database, open_database
-from balance_api.verify import verify_ledger
+from balance_api.storage.db import database, open_database
+from balance_api.money.verify import verify_ledger
 
 THREADS = 32
 REQUESTS_PER_THREAD = 25

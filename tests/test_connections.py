@@ -2,7 +2,7 @@
 
 By default a request checks a connection out of the pool and back in. A
 sync gunicorn worker keeps its connection from one request to the next
-(``balance_api.middleware.keep_connections``), checked before each request
+(``balance_api.web.middleware.keep_connections``), checked before each request
 as the pool would check it.
 """
 import threading
@@ -13,8 +13,8 @@ import pytest
 
 from balance_api import create_app
 from balance_api.config import Settings
-from balance_api.db import database, open_database
-from balance_api.middleware import keep_connections
+from balance_api.storage.db import database, open_database
+from balance_api.web.middleware import keep_connections
 
 FORM = {'Content-Type': 'application/x-www-form-urlencoded'}
 

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from conftest import PG_URL, ROOT, _with_database
-from balance_api.db import open_database
+from balance_api.storage.db import open_database
 
 
 def test_form_encoded_clients_work_end_to_end(server):

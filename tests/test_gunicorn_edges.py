@@ -18,10 +18,10 @@ import pytest
 from gunicorn.config import Config
 from gunicorn.workers.sync import SyncWorker
 
-from balance_api import middleware, server as service
-from balance_api.db import open_database
-from balance_api.middleware import keep_connections
-from balance_api.streaming import report_progress_to
+from balance_api.web import middleware, server as service
+from balance_api.storage.db import open_database
+from balance_api.web.middleware import keep_connections
+from balance_api.web.streaming import report_progress_to
 from conftest import PG_URL, _with_database
 from gunicorn_server import ROOT, Server, _free_port
 from helpers import ERRORS

@@ -15,7 +15,7 @@ import psycopg2
 import pytest
 import requests
 
-from balance_api.db import open_database
+from balance_api.storage.db import open_database
 from conftest import PG_URL
 from helpers import add, assert_ok, transfer
 
@@ -144,7 +144,7 @@ def test_an_entry_is_dated_after_the_locks_it_waited_for(client, make_user, data
 
 def test_a_clock_behind_the_last_posting_still_dates_the_next_one_later(
         client, make_user, database_url):
-    from balance_api.db import database
+    from balance_api.storage.db import database
     make_user(1, '3.00')
     make_user(2)
     future = '2100-01-01 00:00:00'

@@ -228,7 +228,7 @@ def test_head_where_there_is_no_get_is_530(client, users):
 def test_many_heads_of_a_streamed_answer_leave_the_pool_alone(client, monkeypatch):
     """A streamed answer holds a database connection and its transaction until
     it is closed; Falcon drops a HEAD answer's body without closing it."""
-    from balance_api import streaming
+    from balance_api.web import streaming
     monkeypatch.setattr(streaming, 'FETCH_ROWS', 3)
     for uid in range(1, 6):
         assert client.simulate_post('/user', body='uid=%d' % uid, headers=FORM).status_code == 201

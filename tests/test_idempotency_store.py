@@ -6,10 +6,10 @@ import sys
 
 import pytest
 
-from balance_api import idempotency
-from balance_api.db import database
-from balance_api.ledger import utc_now
-from balance_api.models import IdempotencyRecord
+from balance_api.web import idempotency
+from balance_api.storage.db import database
+from balance_api.money.ledger import utc_now
+from balance_api.money.models import IdempotencyRecord
 from conftest import ROOT
 from helpers import add, assert_error, assert_ok, balance_of, sub
 

@@ -4,7 +4,7 @@ from decimal import Decimal
 import peewee
 import pytest
 
-from balance_api.money import MAX_AMOUNT, MoneyField, fits, format_amount, parse_amount
+from balance_api.money.amounts import MAX_AMOUNT, MoneyField, fits, format_amount, parse_amount
 
 
 def _cents(amount):

@@ -23,8 +23,8 @@ from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, p
 
 from balance_api import create_app, errors
 from balance_api.config import Settings
-from balance_api.db import is_postgres, open_database
-from balance_api.verify import verify_ledger
+from balance_api.storage.db import is_postgres, open_database
+from balance_api.money.verify import verify_ledger
 
 SETTINGS = settings(max_examples=40, stateful_step_count=30, deadline=None, derandomize=True,
                     database=None, suppress_health_check=[HealthCheck.too_slow])

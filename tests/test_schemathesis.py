@@ -13,7 +13,7 @@ from schemathesis.checks import positive_data_acceptance
 
 from balance_api import create_app
 from balance_api.config import Settings
-from balance_api.db import is_postgres, open_database
+from balance_api.storage.db import is_postgres, open_database
 
 
 @pytest.fixture

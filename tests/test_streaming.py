@@ -3,8 +3,8 @@ Content-Length, and no fetch from the database holds more than one chunk
 and a row, whatever the size of the answer."""
 import pytest
 
-from balance_api import streaming
-from balance_api.db import database
+from balance_api.web import streaming
+from balance_api.storage.db import database
 from helpers import FORM, assert_ok
 
 CHUNK = 3

@@ -6,11 +6,11 @@ import sys
 import pytest
 
 from balance_api import __main__ as command_line
-from balance_api.chain import GENESIS_HASH, posting_hash
-from balance_api.db import database, is_postgres, open_database
-from balance_api.models import EXTERNAL_ACCOUNT_ID, Account, JournalEntry, Posting
-from balance_api.money import ZERO
-from balance_api.verify import verify_ledger
+from balance_api.money.chain import GENESIS_HASH, posting_hash
+from balance_api.storage.db import database, is_postgres, open_database
+from balance_api.money.models import EXTERNAL_ACCOUNT_ID, Account, JournalEntry, Posting
+from balance_api.money.amounts import ZERO
+from balance_api.money.verify import verify_ledger
 from conftest import FORM, ROOT
 from helpers import transfer
 
@@ -182,7 +182,7 @@ def test_deleted_and_revived_users_verify(client, make_user, ledger_data, open_r
 def test_changes_at_the_edges_chain_as_the_verifier_computes(client, make_user):
     # On PostgreSQL deposits, withdrawals and transfers run in the server-side
     # function ledger_post, which must hash every field exactly as
-    # balance_api.chain does: awkward descriptions and amounts at the limits.
+    # balance_api.money.chain does: awkward descriptions and amounts at the limits.
     largest = '99999999999999999.99'
     make_user(1)
     make_user(2)
@@ -633,7 +633,7 @@ def test_verify_command_counts_the_problems_it_does_not_list(ledger, database_ur
                     "WHERE operation = 'balance_transfer'")
     capped = verify_ledger(ledger, max_problems=2)
     monkeypatch.setenv('DATABASE_URL', database_url)
-    monkeypatch.setattr('balance_api.verify.verify_ledger',
+    monkeypatch.setattr('balance_api.money.verify.verify_ledger',
                         lambda db, progress: capped)
     assert command_line.main(['verify']) == 1
     assert capsys.readouterr().out.splitlines() == [

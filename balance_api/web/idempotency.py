@@ -14,10 +14,10 @@ import json
 import re
 from typing import NamedTuple
 
-from . import errors
-from .db import write_transaction
-from .ledger import utc_now
-from .models import IdempotencyRecord
+from .. import errors
+from ..storage.db import write_transaction
+from ..money.ledger import utc_now
+from ..money.models import IdempotencyRecord
 
 # Visible ASCII without the comma that joins repeated header fields.
 KEY_PATTERN = re.compile(r'[\x21-\x2b\x2d-\x7e]{1,255}')

@@ -4,7 +4,8 @@ import copy
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
-from . import errors, schemas
+from .. import errors
+from ..money import schemas
 
 _FORM = 'application/x-www-form-urlencoded'
 _JSON = 'application/json'

@@ -1,10 +1,11 @@
-"""Users, balances and transfers."""
-
-from ..idempotency import Outcome
-from ..schemas import (BalanceChangeRequest, CreateUserRequest, TransferRequest,
-                       balance_response, load)
-from ..streaming import respond
-from .common import AnswersHead, path_user_id, read_body
+"""The money API's resources: users, balances, transfers and history."""
+from ..web.commands import AnswersHead, path_user_id, read_body
+from ..web.idempotency import Outcome
+from ..web.raw_path import path_field_as_sent
+from ..web.streaming import respond
+from . import history
+from .schemas import (BalanceChangeRequest, CreateUserRequest, TransferRequest, balance_response,
+                      load)
 
 _change_request = BalanceChangeRequest()
 _create_request = CreateUserRequest()
@@ -96,3 +97,20 @@ class Transfer:
             return Outcome(200, [balance_response.dump(b._asdict()) for b in balances])
 
         self.commands.run(req, resp, data, transfer)
+
+
+class History(AnswersHead):
+    """Both the path form (/history/uid=12&date-start=...) and the query-string form,
+    with the same meaning: each is decoded once, by ``history.parse_query``."""
+
+    # Validation needs no database; the stream opens its own connection.
+    uses_database = False
+
+    def __init__(self, db):
+        self.db = db
+
+    def on_get(self, req, resp, query=None):
+        if query is not None:
+            query = path_field_as_sent(req, 'query', query)
+        filters = history.parse_query(query, req.query_string)
+        respond(resp, self.db, history.statement(filters, self.db))

@@ -16,7 +16,7 @@ from gunicorn.http import errors as parse_errors
 from gunicorn.http.wsgi import Response, default_environ
 from gunicorn.workers.sync import SyncWorker
 
-from . import errors
+from .. import errors
 from .log_text import quoted_log_field
 from .middleware import REQUEST_ID_HEADER, request_id
 

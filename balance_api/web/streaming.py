@@ -1,7 +1,7 @@
 """Answering with a query's rows as one JSON array, in constant memory.
 
 The query selects one column, each row's JSON text, written by the
-database (see ``balance_api.sql_json`` and ``balance_api.pg_sql``), so a
+database (see ``balance_api.storage.sql_json`` and ``balance_api.money.pg_sql``), so a
 row costs the worker a string join.
 
 Most answers are small: the query is first run for at most FETCH_ROWS + 1
@@ -24,8 +24,8 @@ import logging
 
 import falcon
 
-from . import pg_sql
-from .db import is_postgres, open_for_request
+from ..money import pg_sql
+from ..storage.db import is_postgres, open_for_request
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def report_progress_to(callback):
     gunicorn kills a sync worker that has not checked in for ``timeout``
     seconds, and a sync worker checks in only between requests: without
     this, an export longer than 30 s (10,000,000 rows take about 40) is cut
-    off as a stuck worker. ``balance_api.server`` makes each worker's
+    off as a stuck worker. ``balance_api.web.server`` makes each worker's
     heartbeat the callback, so only a stream that stops moving for that
     long (a client that stopped reading) is taken for stuck.
     """

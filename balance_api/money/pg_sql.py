@@ -5,7 +5,7 @@ server spends running them (about 0.65 ms against 0.57 ms per transfer, see
 bench/README.md, "Where the time goes"), so they are kept here as text,
 built once per shape, with every value a bound parameter. SQLite and
 everything else go through the models; the tables and columns here are the
-ones ``balance_api.models`` describes.
+ones ``balance_api.money.models`` describes.
 
 Deposits, withdrawals and transfers are one statement: a call of the
 server-side function ``ledger_post`` (migrations 0003 and 0004), which
@@ -24,7 +24,7 @@ import re
 import weakref
 from typing import NamedTuple
 
-from .money import format_amount
+from .amounts import format_amount
 
 # -- running statements --------------------------------------------------
 
@@ -104,7 +104,7 @@ _SETTLED = _preparable_statement('SELECT journal_settled_id()')
 
 def history(uid=None, start=None, end=None, after_id=None, limit=None, settled_id=None):
     """``(sql, params)`` of the journal rows matching the filters, in id
-    order, one column of JSON text each (see ``balance_api.history``).
+    order, one column of JSON text each (see ``balance_api.money.history``).
 
     With a uid, the account's postings are read through their (account,
     created_at) index and joined to their entries, whatever the values:
@@ -148,7 +148,7 @@ def history(uid=None, start=None, end=None, after_id=None, limit=None, settled_i
 class ServerCursor:
     """A server-side cursor over ``sql``: declared together with its first
     fetch of ``rows`` rows, in one round trip (with the transaction's BEGIN,
-    see ``balance_api.db``). It lives until the transaction ends."""
+    see ``balance_api.storage.db``). It lives until the transaction ends."""
 
     def __init__(self, db, sql, params, rows):
         self.db = db

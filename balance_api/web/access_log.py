@@ -11,7 +11,7 @@ to the error log's entry for the same request.
 
     127.0.0.1 - - [23/Nov/2026:22:30:00 +0000] "PUT /transfer HTTP/1.1" 200 57 "-" "curl/8.5.0" 0.001234 "5f0c..."
 
-Every field is escaped as Apache escapes it (``balance_api.log_text``): a
+Every field is escaped as Apache escapes it (``balance_api.web.log_text``): a
 header may carry C1 controls such as U+0085, which gunicorn's parser lets
 through and which would split the line.
 

@@ -8,8 +8,8 @@ import re
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
-from . import errors
-from .money import format_amount, parse_amount
+from .. import errors
+from .amounts import format_amount, parse_amount
 
 MAX_USER_ID = 2 ** 63 - 1
 _USER_ID_PATTERN = re.compile(r'[1-9][0-9]{0,18}', re.ASCII)

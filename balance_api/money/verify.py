@@ -17,9 +17,9 @@ from peewee import JOIN
 from playhouse.postgres_ext import ServerSide
 
 from .chain import GENESIS_HASH, posting_hash
-from .db import is_postgres
+from ..storage.db import is_postgres
 from .models import EXTERNAL_ACCOUNT_ID, Account, JournalEntry, LedgerRuleStart, Posting
-from .money import ZERO, format_amount
+from .amounts import ZERO, format_amount
 
 FETCH_ROWS = 5000
 PROGRESS_EVERY = 100000

@@ -1,8 +1,8 @@
 """Request plumbing: request ids, request targets, body limits, database connections."""
 import os
 
-from . import errors
-from .db import open_for_request
+from .. import errors
+from ..storage.db import open_for_request
 from .raw_path import raw_path
 
 REQUEST_ID_HEADER = 'X-Request-ID'
@@ -65,7 +65,7 @@ def keep_connections(keep=True):
     """Let each thread keep its database connection from one request to the next.
 
     Only for a server that runs one request at a time per process, as a sync
-    gunicorn worker does (``balance_api.server`` turns it on there): with
+    gunicorn worker does (``balance_api.web.server`` turns it on there): with
     threads or greenlets, connections kept by idle ones would leave the
     others waiting on an empty pool. WSGI's ``wsgi.multithread`` cannot
     tell: greenlet servers may report false.

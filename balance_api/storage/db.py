@@ -18,7 +18,8 @@ from playhouse.postgres_ext import PooledPostgresqlExtDatabase
 
 database = peewee.DatabaseProxy()
 
-MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'migrations')
+MIGRATIONS_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'migrations')
 
 # Any constant works; it names this service's migration lock on the server.
 _MIGRATION_LOCK_ID = 0x62616C616E6365
@@ -138,7 +139,7 @@ def open_for_request(db):
     """Make sure the calling thread has a usable connection for a request.
 
     A connection the thread kept from its previous request (see
-    ``balance_api.middleware.DatabaseConnection``) is used again if it
+    ``balance_api.web.middleware.DatabaseConnection``) is used again if it
     passes the checks the pool makes; otherwise it goes back to the pool,
     which rolls it back or discards it, and a connection is checked out.
     """

@@ -10,7 +10,7 @@ On PostgreSQL deposits, withdrawals and transfers are one call of the
 server-side function ``ledger_post`` (migration 0003), which applies the
 same rules and the same hash chain as the code here: one round trip
 instead of three, the largest cost of a change measured in bench/README.md.
-Creating and deleting users is three statements of ``balance_api.pg_sql``:
+Creating and deleting users is three statements of ``balance_api.money.pg_sql``:
 the locking read (or the insert), the reservation of the journal entry's id
 and time, and one write of the entry, its postings and the account. SQLite
 goes through the models.
@@ -28,11 +28,13 @@ from typing import NamedTuple
 
 import peewee
 
-from . import errors, pg_sql, sql_json
+from .. import errors
+from . import pg_sql
+from ..storage import sql_json
 from .chain import GENESIS_HASH, posting_hash
-from .db import is_postgres, write_transaction
+from ..storage.db import is_postgres, write_transaction
 from .models import EXTERNAL_ACCOUNT_ID, Account, JournalEntry, Posting
-from .money import ZERO, fits
+from .amounts import ZERO, fits
 
 
 # The least step between two postings of one account.

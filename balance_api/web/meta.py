@@ -4,7 +4,7 @@ import json
 import falcon
 
 from .. import errors
-from .common import AnswersHead
+from .commands import AnswersHead
 
 DOCS_PAGE = '''<!doctype html>
 <html lang="en">

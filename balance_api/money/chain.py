@@ -7,7 +7,7 @@ from that point on.
 """
 import hashlib
 
-from .money import format_amount
+from .amounts import format_amount
 
 GENESIS_HASH = '0' * 64
 

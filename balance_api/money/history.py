@@ -4,8 +4,10 @@ import re
 from typing import NamedTuple, Optional
 from urllib.parse import parse_qsl
 
-from . import errors, pg_sql, sql_json
-from .db import is_postgres
+from .. import errors
+from . import pg_sql
+from ..storage import sql_json
+from ..storage.db import is_postgres
 from .models import JournalEntry, Posting
 from .schemas import parse_user_id
 
@@ -71,7 +73,7 @@ def _day_start(day):
 
 
 def statement(query, db):
-    """What ``balance_api.streaming.respond`` runs for ``query``: a function
+    """What ``balance_api.web.streaming.respond`` runs for ``query``: a function
     of ``at_most`` giving ``select``'s ``(sql, params)``.
 
     On PostgreSQL the first call (made with the connection open, before any
@@ -91,7 +93,7 @@ def statement(query, db):
 
 def select(query, db, at_most=None, settled_id=None):
     """``(sql, params)`` of the journal rows matching ``query``, ordered by
-    id, one column of JSON text per row (see ``balance_api.streaming``);
+    id, one column of JSON text per row (see ``balance_api.web.streaming``);
     ``at_most`` caps the rows below the query's own limit, and on PostgreSQL
     rows above ``settled_id`` (``pg_sql.settled_id``) are left out.
 

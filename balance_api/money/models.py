@@ -5,8 +5,8 @@ models must describe the same columns.
 """
 import peewee
 
-from .db import database
-from .money import MoneyField
+from ..storage.db import database
+from .amounts import MoneyField
 
 # The counterparty of money entering or leaving the system (add and sub).
 # Its row exists for referential integrity; it is never locked or updated,

@@ -1,8 +1,9 @@
 """What every resource shares: reading bodies, path ids, HEAD, running and rendering commands."""
 import falcon
 
-from .. import errors, idempotency
-from ..schemas import parse_user_id
+from .. import errors
+from . import idempotency
+from ..money.schemas import parse_user_id
 
 FORM = 'application/x-www-form-urlencoded'
 JSON = 'application/json'

@@ -13,9 +13,9 @@ def worker_started(worker):
     """gunicorn's post_worker_init hook.
 
     A long streamed answer keeps the worker's heartbeat going (see
-    balance_api.streaming.report_progress_to), and a sync worker, which
+    balance_api.web.streaming.report_progress_to), and a sync worker, which
     serves one request at a time, keeps its database connection between
-    requests (balance_api.middleware.keep_connections).
+    requests (balance_api.web.middleware.keep_connections).
     """
     from gunicorn.workers.sync import SyncWorker
 
@@ -30,7 +30,7 @@ def worker_started(worker):
 # What gunicorn.conf.py and ``python -m balance_api serve`` both start from.
 DEFAULTS = {
     # gunicorn's sync worker, refusing malformed requests with the API's JSON errors.
-    'worker_class': 'balance_api.worker.ApiSyncWorker',
+    'worker_class': 'balance_api.web.worker.ApiSyncWorker',
     # A request that makes no progress for this long is stuck (a streamed
     # answer beats while it moves); gunicorn replaces its worker.
     'timeout': 30,
@@ -44,7 +44,7 @@ DEFAULTS = {
     'accesslog': '-',
     # The combined log line plus request time and request id, built cheaply;
     # the application's log in the error log's format, one line per record.
-    'logger_class': 'balance_api.access_log.AccessLogger',
+    'logger_class': 'balance_api.web.access_log.AccessLogger',
     'errorlog': '-',
     'post_worker_init': worker_started,
 }
@@ -61,5 +61,5 @@ class GunicornServer(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
-        from .app import create_app
+        from ..app import create_app
         return create_app(self.settings)
