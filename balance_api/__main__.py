@@ -4,9 +4,9 @@ import datetime
 import logging
 import sys
 
-from .web import idempotency
 from .config import Settings
 from .storage.db import database, migrate, open_database
+from .web import idempotency
 
 
 def _open(settings):
@@ -23,6 +23,7 @@ def cmd_migrate(settings, args):
 
 
 def cmd_serve(settings, args):
+    from .app import create_app
     from .web.server import GunicornServer, default_workers
     # Once, before any worker forks; the migration lock makes racing servers safe.
     db = _open(settings)
@@ -30,7 +31,7 @@ def cmd_serve(settings, args):
     db.close_all() if hasattr(db, 'close_all') else db.close()
     options = {'bind': '%s:%d' % (args.host, args.port),
                'workers': args.workers or default_workers()}
-    GunicornServer(options, settings).run()
+    GunicornServer(options, settings, create_app).run()
     return 0
 
 

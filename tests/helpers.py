@@ -7,6 +7,7 @@ from urllib.parse import quote, urlencode
 import peewee
 
 from balance_api.money import pg_sql
+from balance_api.storage import pg
 from balance_api.storage.db import database, is_postgres
 from balance_api.money.models import Account, JournalEntry, Posting
 
@@ -225,7 +226,7 @@ def failing_read(monkeypatch, model, exception_class):
 
 def _fail_statements(patch, db, pattern, exception_class):
     """Statements matching ``pattern`` raise ``exception_class`` before they
-    are sent, whether run as text or as prepared statements (``pg_sql.run``)."""
+    are sent, whether run as text or as prepared statements (``balance_api.storage.pg.run``)."""
     matches = re.compile(pattern, re.I).search
 
     def failing_version(run, sql_position):
@@ -235,6 +236,8 @@ def _fail_statements(patch, db, pattern, exception_class):
             return run(*args, **kwargs)
         return run_or_fail
     patch.setattr(db, 'execute_sql', failing_version(db.execute_sql, 0))
+    # The domain's SQL module holds its own name for the runner.
+    patch.setattr(pg, 'run', failing_version(pg.run, 1))
     patch.setattr(pg_sql, 'run', failing_version(pg_sql.run, 1))
 
 

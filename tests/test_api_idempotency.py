@@ -206,7 +206,7 @@ def _store_as_the_previous_release_did(key_value, path, payload):
     import json
 
     from balance_api.storage.db import database
-    from balance_api.money.models import IdempotencyRecord
+    from balance_api.web.idempotency import IdempotencyRecord
     canonical = json.dumps(['PUT', path, payload], sort_keys=True, default=str,
                            separators=(',', ':'))
     with database.connection_context():

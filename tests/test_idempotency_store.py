@@ -8,8 +8,8 @@ import pytest
 
 from balance_api.web import idempotency
 from balance_api.storage.db import database
-from balance_api.money.ledger import utc_now
-from balance_api.money.models import IdempotencyRecord
+from balance_api.clock import utc_now
+from balance_api.web.idempotency import IdempotencyRecord
 from conftest import ROOT
 from helpers import add, assert_error, assert_ok, balance_of, sub
 

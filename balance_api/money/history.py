@@ -4,10 +4,9 @@ import re
 from typing import NamedTuple, Optional
 from urllib.parse import parse_qsl
 
-from .. import errors
-from . import pg_sql
 from ..storage import sql_json
 from ..storage.db import is_postgres
+from . import errors, pg_sql
 from .models import JournalEntry, Posting
 from .schemas import parse_user_id
 

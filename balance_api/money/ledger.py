@@ -28,13 +28,15 @@ from typing import NamedTuple
 
 import peewee
 
-from .. import errors
-from . import pg_sql
+from ..clock import utc_now
+from ..errors import ApiError
 from ..storage import sql_json
-from .chain import GENESIS_HASH, posting_hash
 from ..storage.db import is_postgres, write_transaction
-from .models import EXTERNAL_ACCOUNT_ID, Account, JournalEntry, Posting
+from ..storage.pg import failed_table
+from . import errors, pg_sql
 from .amounts import ZERO, fits
+from .chain import GENESIS_HASH, posting_hash
+from .models import EXTERNAL_ACCOUNT_ID, Account, JournalEntry, Posting
 
 
 # The least step between two postings of one account.
@@ -44,11 +46,6 @@ MICROSECOND = datetime.timedelta(microseconds=1)
 class Balance(NamedTuple):
     user_id: int
     balance: object  # Decimal
-
-
-def utc_now():
-    # Stored without tzinfo: every timestamp in the database is UTC.
-    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
 
 
 def new_transaction_hash():
@@ -71,7 +68,7 @@ def _journal_write_failures():
     except (peewee.OperationalError, peewee.InterfaceError):
         raise
     except peewee.DatabaseError as exc:
-        if pg_sql.failed_table(exc) == Account._meta.table_name:
+        if failed_table(exc) == Account._meta.table_name:
             raise  # the caller's error, as a failed account update would be
         raise errors.JournalWriteFailed(str(exc)) from exc
 
@@ -81,7 +78,7 @@ def _failures_as(error_class):
     """Report a database failure as ``error_class`` (connection loss excepted)."""
     try:
         yield
-    except (errors.ApiError, peewee.OperationalError, peewee.InterfaceError):
+    except (ApiError, peewee.OperationalError, peewee.InterfaceError):
         # Domain errors are already precise; a lost or locked database is
         # reported as such by the application's handler (503, retryable).
         raise
@@ -216,7 +213,7 @@ class Ledger:
         except (peewee.OperationalError, peewee.InterfaceError):
             raise
         except peewee.DatabaseError as exc:
-            if pg_sql.failed_table(exc) == Account._meta.table_name:
+            if failed_table(exc) == Account._meta.table_name:
                 raise errors.BalanceChangeFailed(str(exc)) from exc
             raise errors.JournalWriteFailed(str(exc)) from exc
         if refusal:

@@ -5,7 +5,7 @@ models must describe the same columns.
 """
 import peewee
 
-from ..storage.db import database
+from ..storage.models import BaseModel
 from .amounts import MoneyField
 
 # The counterparty of money entering or leaving the system (add and sub).
@@ -13,12 +13,6 @@ from .amounts import MoneyField
 # so deposits do not serialize on it, and its balance is implied by its
 # postings.
 EXTERNAL_ACCOUNT_ID = 0
-
-
-class BaseModel(peewee.Model):
-    class Meta:
-        database = database
-        legacy_table_names = False
 
 
 class Account(BaseModel):
@@ -68,16 +62,6 @@ class Posting(BaseModel):
             (('account', 'created_at'), False),
             (('journal',), False),
         )
-
-
-class IdempotencyRecord(BaseModel):
-    """The first answer to a request sent with an Idempotency-Key."""
-
-    key = peewee.CharField(max_length=255, primary_key=True)
-    fingerprint = peewee.CharField(max_length=64)
-    status = peewee.IntegerField()
-    body = peewee.TextField()
-    created_at = peewee.DateTimeField(index=True)
 
 
 class LedgerRuleStart(BaseModel):

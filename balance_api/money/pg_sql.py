@@ -19,53 +19,14 @@ Statements whose best plan does not depend on their values are prepared
 once per connection, so the server plans them once, not once per request.
 """
 import functools
-import hashlib
-import re
-import weakref
 from typing import NamedTuple
 
+from ..storage.pg import preparable, run
 from .amounts import format_amount
-
-# -- running statements --------------------------------------------------
-
-# Prepared statements by their text: name, PREPARE and EXECUTE forms.
-_preparable = {}
-# The names prepared on each open connection (forgotten with the connection).
-_prepared_on = weakref.WeakKeyDictionary()
-
-
-def _preparable_statement(sql):
-    """Mark ``sql`` (``%s`` for each parameter) as worth preparing; returns it."""
-    if sql not in _preparable:
-        count = sql.count('%s')
-        numbers = iter(range(1, count + 1))
-        name = 'balance_api_' + hashlib.sha256(sql.encode('utf-8')).hexdigest()[:16]
-        text = re.sub('%s', lambda match: '$%d' % next(numbers), sql)
-        arguments = '(%s)' % ', '.join(['%s'] * count) if count else ''
-        _preparable[sql] = (name, 'PREPARE %s AS %s' % (name, text), 'EXECUTE ' + name + arguments)
-    return sql
-
-
-def run(db, sql, params=()):
-    """Execute ``sql`` with ``params``; returns the cursor.
-
-    A statement marked preparable is prepared the first time it runs on a
-    connection (a round trip of its own, once), then executed by name.
-    """
-    statement = _preparable.get(sql)
-    if statement is None:
-        return db.execute_sql(sql, params)
-    name, prepare, execute = statement
-    prepared = _prepared_on.setdefault(db.connection(), set())
-    if name not in prepared:
-        db.execute_sql(prepare)
-        prepared.add(name)
-    return db.execute_sql(execute, params)
-
 
 # -- reads ---------------------------------------------------------------
 
-_BALANCE = _preparable_statement(
+_BALANCE = preparable(
     'SELECT id, balance FROM account WHERE id = %s AND deleted_at IS NULL')
 
 
@@ -99,7 +60,7 @@ def settled_id(db):
     return run(db, _SETTLED).fetchone()[0]
 
 
-_SETTLED = _preparable_statement('SELECT journal_settled_id()')
+_SETTLED = preparable('SELECT journal_settled_id()')
 
 
 def history(uid=None, start=None, end=None, after_id=None, limit=None, settled_id=None):
@@ -141,31 +102,8 @@ def history(uid=None, start=None, end=None, after_id=None, limit=None, settled_i
         sql += ' LIMIT %s'
         params.append(limit)
     if uid is not None:
-        sql = _preparable_statement(sql)
+        sql = preparable(sql)
     return sql, params
-
-
-class ServerCursor:
-    """A server-side cursor over ``sql``: declared together with its first
-    fetch of ``rows`` rows, in one round trip (with the transaction's BEGIN,
-    see ``balance_api.storage.db``). It lives until the transaction ends."""
-
-    def __init__(self, db, sql, params, rows):
-        self.db = db
-        self.pending = db.execute_sql(
-            'DECLARE stream NO SCROLL CURSOR FOR ' + sql + '; ' + self._fetch(rows),
-            params).fetchall()
-
-    @staticmethod
-    def _fetch(rows):
-        return 'FETCH FORWARD %d FROM stream' % rows
-
-    def fetchmany(self, rows):
-        """The next rows: the first fetch's, then ``rows`` more per call."""
-        if self.pending is not None:
-            batch, self.pending = self.pending, None
-            return batch
-        return self.db.execute_sql(self._fetch(rows)).fetchall()
 
 
 # -- changes -------------------------------------------------------------
@@ -180,7 +118,7 @@ class LockedAccount(NamedTuple):
 
 @functools.lru_cache(maxsize=None)
 def _lock_sql(count):
-    return _preparable_statement(
+    return preparable(
         'SELECT id, balance, last_hash, deleted_at, last_posted_at FROM account '
         'WHERE id IN (%s) ORDER BY id FOR UPDATE' % ', '.join(['%s'] * count))
 
@@ -193,7 +131,7 @@ def lock_accounts(db, user_ids):
 
 
 # The writer lock, then the id, then the database's clock (migration 0004).
-_RESERVE = _preparable_statement('SELECT id, created_at FROM journal_next_entry()')
+_RESERVE = preparable('SELECT id, created_at FROM journal_next_entry()')
 
 
 def reserve_entry(db):
@@ -221,7 +159,7 @@ def _write_sql(postings, accounts, extra_columns):
                    'last_posted_at = %s']
     assignments += ['%s = %%s' % column for column in extra_columns]
     rows = ['(%s::bigint, %s::numeric, %s::text)'] + ['(%s, %s, %s)'] * (accounts - 1)
-    return _preparable_statement(
+    return preparable(
         'WITH %s, %s UPDATE account SET %s FROM (VALUES %s) AS changed (id, balance, '
         'last_hash) WHERE account.id = changed.id'
         % (_ENTRY, _POSTINGS % ', '.join([_POSTING_ROW] * postings),
@@ -256,7 +194,7 @@ def write_entry(db, entry, postings, changes, extra=None):
     run(db, _write_sql(len(postings), len(changes), columns), params)
 
 
-_POST = _preparable_statement(
+_POST = preparable(
     'SELECT refusal, sender_balance, receiver_balance FROM ledger_post(%s, %s, %s, %s, %s)')
 
 
@@ -270,9 +208,3 @@ def post(db, operation, sender_id, receiver_id, amount, description):
     peewee's exceptions, as ``write_entry`` does.
     """
     return run(db, _POST, (operation, sender_id, receiver_id, amount, description)).fetchone()
-
-
-def failed_table(exc):
-    """The table a (peewee-wrapped) psycopg2 error happened in, when the server says."""
-    diag = getattr(getattr(exc, 'orig', None), 'diag', None)
-    return getattr(diag, 'table_name', None)

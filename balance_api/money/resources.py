@@ -1,11 +1,20 @@
 """The money API's resources: users, balances, transfers and history."""
-from ..web.commands import AnswersHead, path_user_id, read_body
+from ..web.commands import AnswersHead, read_body
 from ..web.idempotency import Outcome
 from ..web.raw_path import path_field_as_sent
 from ..web.streaming import respond
-from . import history
+from ..web.validation import load
+from . import errors, history
 from .schemas import (BalanceChangeRequest, CreateUserRequest, TransferRequest, balance_response,
-                      load)
+                      parse_user_id)
+
+
+def path_user_id(text):
+    user_id = parse_user_id(text)
+    if user_id is None:
+        raise errors.InvalidUserId()
+    return user_id
+
 
 _change_request = BalanceChangeRequest()
 _create_request = CreateUserRequest()

@@ -1,14 +1,15 @@
-"""Request and response schemas (marshmallow), and the one place that maps
-a schema's complaints to the API's numbered errors.
+"""The money API's request and response schemas (marshmallow).
 
-Each input field names the error its bad values get, so a request with
-several bad fields is answered for the first of them in declaration order.
+Each input field names the error its bad values get (``Coded``), so a
+request with several bad fields is answered for the first of them in
+declaration order (``balance_api.web.validation.load``).
 """
 import re
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
-from .. import errors
+from ..web.validation import Coded
+from . import errors
 from .amounts import format_amount, parse_amount
 
 MAX_USER_ID = 2 ** 63 - 1
@@ -38,12 +39,7 @@ def _blank_as_none(value):
     return None if value == '' else value
 
 
-class _Coded:
-    """Mixin: the API error that a bad value of this field is answered with."""
-    error_class = errors.ApiError
-
-
-class UserId(_Coded, fields.Integer):
+class UserId(Coded, fields.Integer):
     error_class = errors.InvalidUserId
 
     def __init__(self, **kwargs):
@@ -60,7 +56,7 @@ class UserId(_Coded, fields.Integer):
         return user_id
 
 
-class Amount(_Coded, fields.Field):
+class Amount(Coded, fields.Field):
     """Money: a positive decimal with at most 17 integer digits and 2 decimals."""
     error_class = errors.InvalidAmount
 
@@ -81,7 +77,7 @@ class Amount(_Coded, fields.Field):
         return amount
 
 
-class Operation(_Coded, fields.String):
+class Operation(Coded, fields.String):
     error_class = errors.OperationMismatch
 
     def __init__(self, **kwargs):
@@ -98,7 +94,7 @@ def _storable_text(text):
         raise ValidationError('text is not valid Unicode') from None
 
 
-class Description(_Coded, fields.String):
+class Description(Coded, fields.String):
     error_class = errors.InvalidDescription
 
     def __init__(self, **kwargs):
@@ -113,7 +109,7 @@ class Description(_Coded, fields.String):
                          pre_load=_blank_as_none, **kwargs)
 
 
-class Email(_Coded, fields.Email):
+class Email(Coded, fields.Email):
     error_class = errors.InvalidContact
 
     def __init__(self, **kwargs):
@@ -121,7 +117,7 @@ class Email(_Coded, fields.Email):
                          pre_load=_blank_as_none, **kwargs)
 
 
-class Msisdn(_Coded, fields.String):
+class Msisdn(Coded, fields.String):
     error_class = errors.InvalidContact
 
     def __init__(self, **kwargs):
@@ -164,19 +160,6 @@ class TransferRequest(Schema):
     trans_desc = Description()
 
 
-def load(schema, data):
-    """Validate ``data`` with ``schema``; raise the API error of the first bad field."""
-    if not isinstance(data, dict):
-        raise errors.MalformedBody()
-    try:
-        return schema.load(data)
-    except ValidationError as exc:
-        for name, field in schema.fields.items():
-            if name in exc.messages and isinstance(field, _Coded):
-                raise field.error_class(str(exc.messages[name])) from exc
-        raise errors.UnknownField(str(exc.messages)) from exc
-
-
 # -- responses -------------------------------------------------------------
 
 class BalanceResponse(Schema):
@@ -186,11 +169,6 @@ class BalanceResponse(Schema):
 
 class MessageResponse(Schema):
     code = fields.Integer(required=True, metadata={'example': 0})
-    message = fields.String(required=True)
-
-
-class ErrorResponse(Schema):
-    code = fields.Integer(required=True, metadata={'description': 'Stable numeric error code.'})
     message = fields.String(required=True)
 
 

@@ -16,10 +16,10 @@ from typing import List, NamedTuple, Optional
 from peewee import JOIN
 from playhouse.postgres_ext import ServerSide
 
-from .chain import GENESIS_HASH, posting_hash
 from ..storage.db import is_postgres
-from .models import EXTERNAL_ACCOUNT_ID, Account, JournalEntry, LedgerRuleStart, Posting
 from .amounts import ZERO, format_amount
+from .chain import GENESIS_HASH, posting_hash
+from .models import EXTERNAL_ACCOUNT_ID, Account, JournalEntry, LedgerRuleStart, Posting
 
 FETCH_ROWS = 5000
 PROGRESS_EVERY = 100000

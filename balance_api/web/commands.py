@@ -1,9 +1,8 @@
-"""What every resource shares: reading bodies, path ids, HEAD, running and rendering commands."""
+"""What every resource shares: reading bodies, HEAD, running and rendering commands."""
 import falcon
 
 from .. import errors
 from . import idempotency
-from ..money.schemas import parse_user_id
 
 FORM = 'application/x-www-form-urlencoded'
 JSON = 'application/json'
@@ -21,13 +20,6 @@ def read_body(req):
     # Bodies that are not UTF-8 are refused by the handlers (app.py).
     handler = req.options.media_handlers[media_type]
     return handler.deserialize(req.bounded_stream, req.content_type, req.content_length)
-
-
-def path_user_id(text):
-    user_id = parse_user_id(text)
-    if user_id is None:
-        raise errors.InvalidUserId()
-    return user_id
 
 
 class AnswersHead:

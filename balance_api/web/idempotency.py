@@ -14,10 +14,24 @@ import json
 import re
 from typing import NamedTuple
 
+import peewee
+
 from .. import errors
+from ..clock import utc_now
 from ..storage.db import write_transaction
-from ..money.ledger import utc_now
-from ..money.models import IdempotencyRecord
+from ..storage.models import BaseModel
+
+
+class IdempotencyRecord(BaseModel):
+    """The first answer to a request sent with an Idempotency-Key (every
+    domain's mutating requests share the one table)."""
+
+    key = peewee.CharField(max_length=255, primary_key=True)
+    fingerprint = peewee.CharField(max_length=64)
+    status = peewee.IntegerField()
+    body = peewee.TextField()
+    created_at = peewee.DateTimeField(index=True)
+
 
 # Visible ASCII without the comma that joins repeated header fields.
 KEY_PATTERN = re.compile(r'[\x21-\x2b\x2d-\x7e]{1,255}')

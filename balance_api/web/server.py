@@ -51,9 +51,12 @@ DEFAULTS = {
 
 
 class GunicornServer(BaseApplication):
-    def __init__(self, options, settings):
+    """gunicorn serving ``app_factory(settings)``, built in each worker after the fork."""
+
+    def __init__(self, options, settings, app_factory):
         self.options = options
         self.settings = settings
+        self.app_factory = app_factory
         super().__init__()
 
     def load_config(self):
@@ -61,5 +64,4 @@ class GunicornServer(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
-        from ..app import create_app
-        return create_app(self.settings)
+        return self.app_factory(self.settings)

@@ -24,7 +24,7 @@ import logging
 
 import falcon
 
-from ..money import pg_sql
+from ..storage import pg
 from ..storage.db import is_postgres, open_for_request
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def respond(resp, db, statement):
         resources.callback(db.close)
         sql, params = statement(FETCH_ROWS + 1)
         if is_postgres(db):
-            rows = pg_sql.run(db, sql, params).fetchall()
+            rows = pg.run(db, sql, params).fetchall()
         else:
             rows = db.execute_sql(sql, params).fetchall()
         if len(rows) <= FETCH_ROWS:
@@ -74,7 +74,7 @@ def respond(resp, db, statement):
         if is_postgres(db):
             # A server-side cursor: psycopg2 would otherwise fetch the whole
             # result into memory.
-            cursor = pg_sql.ServerCursor(db, sql, params, FETCH_ROWS)
+            cursor = pg.ServerCursor(db, sql, params, FETCH_ROWS)
         else:
             cursor = db.execute_sql(sql, params)
         first = cursor.fetchmany(FETCH_ROWS)

@@ -1,0 +1,17 @@
+"""The money API's routes, added by the application factory."""
+from .ledger import Ledger
+from .resources import BalanceCollection, BalanceItem, History, Transfer, UserCollection, UserDelete
+
+
+def add_routes(app, db, commands):
+    """Serve the money API on ``app``: ``commands`` runs its mutating
+    requests once per Idempotency-Key."""
+    ledger = Ledger(db)
+    app.add_route('/balance', BalanceCollection(ledger))
+    app.add_route('/balance/{user_id}', BalanceItem(ledger, commands))
+    app.add_route('/user', UserCollection(ledger, commands))
+    app.add_route('/balance_delete_user/{user_id}', UserDelete(ledger, commands))
+    app.add_route('/transfer', Transfer(ledger, commands))
+    history = History(db)
+    app.add_route('/history', history)
+    app.add_route('/history/{query}', history)
