@@ -6,7 +6,7 @@ Idempotency-Key, while reader threads check what they see and a fault
 thread kills workers, restarts PostgreSQL and clients time out and retry.
 Afterwards every invariant is checked against the database.
 
-Short runs are part of the test suite (tests/test_bank.py). Long runs:
+Short runs are part of the test suite (tests/e2e/test_bank.py). Long runs:
 
     .venv/bin/python tests/bank.py --duration 300 --kill-workers --restart-postgres 3
 
