@@ -5,6 +5,8 @@ import swagger_ui_bundle
 from .config import Settings
 from .money import openapi as money_openapi
 from .money import routes as money_routes
+from .points import openapi as points_openapi
+from .points import routes as points_routes
 from .storage.db import database, open_database
 from .web import error_handlers, media
 from .web.commands import CommandRunner
@@ -24,10 +26,13 @@ def create_app(settings=None, db=None):
                                  BodyLimit(settings.max_body_bytes), DatabaseConnection(db)])
     media.install(app)
 
-    money_routes.add_routes(app, db, CommandRunner(db))
+    commands = CommandRunner(db)
+    money_routes.add_routes(app, db, commands)
+    points_routes.add_routes(app, db, commands)
     app.add_route('/health', Health())
     app.add_route('/ready', Ready(db))
-    app.add_route('/openapi.json', OpenApiDocument(build_spec([money_openapi.add_to_spec])))
+    app.add_route('/openapi.json', OpenApiDocument(
+        build_spec([money_openapi.add_to_spec, points_openapi.add_to_spec])))
     app.add_route('/api/docs', DocsPage())
     app.add_static_route('/api/docs/static', swagger_ui_bundle.swagger_ui_path)
 

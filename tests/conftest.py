@@ -59,7 +59,9 @@ def postgres_url():
 def _empty_postgres(url):
     db = open_database(url)
     with db.connection_context():
-        db.execute_sql('TRUNCATE posting, journal_entry, idempotency_record RESTART IDENTITY')
+        db.execute_sql('TRUNCATE posting, journal_entry, idempotency_record, points_draw, '
+                       'points_transaction, points_entry, points_balance, points_member, '
+                       'points_club RESTART IDENTITY')
         # Row 0, the external counterparty, belongs to the schema.
         db.execute_sql('DELETE FROM account WHERE id <> 0')
     db.close_all()

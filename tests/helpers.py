@@ -56,6 +56,17 @@ ERRORS = {
     538: (501, 'Transfer coding is not implemented'),
     539: (416, 'Requested range is not satisfiable'),
     540: (400, 'Request needs a Host header'),
+    601: (422, 'points format is not correct (a whole number other than 0, at most 15 digits)'),
+    602: (422, 'payer format is not correct (1 to 64 characters)'),
+    603: (422, 'timestamp format is not correct (ISO 8601, for example 2022-10-31T10:00:00Z)'),
+    604: (422, 'spend points format is not correct (a positive whole number, at most 15 digits)'),
+    605: (409, 'Not enough points in the wallet'),
+    606: (409, "Not enough of the payer's points for this correction"),
+    607: (409, 'The member never had points from this payer'),
+    608: (422, 'Resulting points balance would exceed the maximum'),
+    609: (422, 'points text field format is not correct'),
+    610: (409, 'Duplicate transaction'),
+    611: (422, 'Incorrect amount'),
 }
 
 MAX_USER_ID = 9223372036854775807

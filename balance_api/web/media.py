@@ -57,6 +57,13 @@ def _load_json(text):
         raise ValueError('JSON nested too deeply') from None
 
 
+class FormText(str):
+    """A value read from a form body, where every value is text: a field that
+    takes a JSON number may take its decimal text from a form, and only from one."""
+
+    __slots__ = ()
+
+
 class FormHandler(falcon.media.URLEncodedFormHandler):
     """Form bodies are UTF-8, percent-escaped or not (``curl -d trans_desc=café``
     sends the bytes as they are); anything that is not UTF-8 is malformed.
@@ -74,7 +81,9 @@ class FormHandler(falcon.media.URLEncodedFormHandler):
                                        errors='strict')
         except ValueError as exc:  # UnicodeDecodeError included
             raise falcon.MediaMalformedError('URL-encoded') from exc
-        return parse_query_string(text, keep_blank=self._keep_blank, csv=self._csv)
+        fields = parse_query_string(text, keep_blank=self._keep_blank, csv=self._csv)
+        return {name: FormText(value) if isinstance(value, str) else
+                [FormText(item) for item in value] for name, value in fields.items()}
 
 
 def install(app):

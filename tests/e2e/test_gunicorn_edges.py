@@ -85,8 +85,10 @@ def assert_refused(server, data, code):
     assert headers['connection'] == 'close'
     request_id = headers['x-request-id']
     assert request_id
-    text = log_since(server, start, lambda text: request_id in text)
-    errors_logged = error_lines(text)
+    # Whole lines only: the server may be half way through writing one.
+    text = log_since(server, start, lambda text: any(
+        request_id in line for line in error_lines(text.rpartition('\n')[0])))
+    errors_logged = error_lines(text.rpartition('\n')[0])
     assert len(errors_logged) == 1, text
     assert ERROR_LINE.match(errors_logged[0]).group(1) == 'WARNING'
     assert '"%s"' % request_id in errors_logged[0]

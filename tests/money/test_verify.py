@@ -2,6 +2,7 @@
 ledger data, and the one it cannot see is pinned down too."""
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -213,6 +214,51 @@ def test_changes_at_the_edges_chain_as_the_verifier_computes(client, make_user):
     assert client.simulate_get('/balance/2').json['balance'] == '7.00'
 
 
+def test_a_new_ledger_verifies(open_raw):
+    report = verify_ledger(open_raw())
+    assert report.ok
+    assert (report.accounts, report.postings, report.journal_entries) == (1, 0, 0)
+
+
+def test_a_change_committed_while_verify_runs_is_not_seen(client, ledger_data):
+    # The passes over accounts, postings and entries are separate queries:
+    # a change committed between them must not be half seen.
+    db = database.obj
+    answers = []
+
+    def commit_a_transfer(kind, count):
+        if not answers:
+            writer = threading.Thread(
+                target=lambda: answers.append(transfer(client, 1, 2, '1.00')))
+            writer.start()
+            writer.join(20)
+            assert answers, 'the transfer did not finish'
+
+    with db.connection_context():
+        report = verify_ledger(db, progress=commit_a_transfer, progress_every=1)
+    assert answers[0].status_code == 200, answers[0].text
+    assert report.ok
+    assert (report.accounts, report.postings, report.journal_entries) == (4, 15, 9)
+    with db.connection_context():
+        assert verify_ledger(db).journal_entries == 10
+
+
+@pytest.mark.parametrize('database_url', ['postgresql'], indirect=True)
+def test_postgresql_rows_are_read_through_server_side_cursors(ledger):
+    # A client-side cursor would hold the whole result in the verifier's memory.
+    read_through_cursors = {}
+
+    def look(kind, count):
+        statements = [row[0] for row in ledger.execute_sql('SELECT statement FROM pg_cursors')]
+        read_through_cursors.setdefault(kind, set()).update(
+            table for table in ('account', 'posting', 'journal_entry')
+            if any('FROM "%s"' % table in statement for statement in statements))
+
+    assert verify_ledger(ledger, progress=look, progress_every=1).ok
+    assert read_through_cursors == {'postings': {'account', 'posting'},
+                                    'journal entries': {'journal_entry'}}
+
+
 # -- balances and running balances --------------------------------------------
 
 def test_edited_amount_is_found_once_per_kind(ledger):
@@ -239,6 +285,18 @@ def test_one_edited_balance_after_is_one_running_balance_problem(ledger):
     _tamper(ledger, "UPDATE posting SET balance_after = '70.00' WHERE id = %d" % posting)
     assert _found(ledger) == [('running balance', 2, posting, None),
                               ('hash chain', 2, posting, 6)]
+
+
+def test_missing_balance_after_is_one_running_balance_problem(ledger):
+    posting = _posting(ledger, 2, 1)  # the deposit of 50.00; two more changes follow it
+    _tamper(ledger, 'UPDATE posting SET balance_after = NULL WHERE id = %d' % posting)
+    report = verify_ledger(ledger)
+    assert [(p.kind, p.account_id, p.posting_id, p.detail) for p in report.problems] == [
+        ('running balance', 2, posting,
+         'account 2 posting %d: balance after is missing, the postings sum to 50.00' % posting),
+        ('hash chain', 2, posting, 'account 2 posting %d (journal 4): hash does not match its '
+                                   'content or its predecessor' % posting),
+    ]
 
 
 def test_edited_balance_is_found(ledger):
@@ -353,6 +411,20 @@ def test_moved_posting_times_are_found(ledger):
     assert _found(ledger) == expected + [('time order', 2, None, None)]
 
 
+def test_posting_time_apart_from_its_entrys_is_named(ledger):
+    withdrawal = _entry(ledger, 'balance_sub')
+    posting = _leg(ledger, withdrawal, 3)
+    entry_time = JournalEntry.get_by_id(withdrawal).created_at
+    _tamper(ledger, "UPDATE posting SET created_at = '2100-01-01 00:00:00' WHERE id = %d"
+            % posting)
+    report = verify_ledger(ledger)
+    assert [(p.kind, p.account_id, p.posting_id, p.journal_id) for p in report.problems] == [
+        ('timestamp', 3, posting, withdrawal), ('time order', 3, None, None)]
+    assert report.problems[0].detail == (
+        'account 3 posting %d: time 2100-01-01 00:00:00 differs from its journal entry %d (%s)'
+        % (posting, withdrawal, entry_time))
+
+
 def test_time_going_backwards_within_an_account_is_found(ledger):
     withdrawal = _entry(ledger, 'balance_sub')
     _tamper(ledger,
@@ -367,8 +439,10 @@ def test_time_going_backwards_within_an_account_is_found(ledger):
     # commit, so only user accounts are held to time order.
     assert [(p.kind, p.account_id, p.posting_id) for p in report.problems] == [
         ('time order', 3, posting)]
-    assert report.problems[0].detail.startswith(
-        'account 3 posting %d: time 2001-01-01 00:00:00 is not after ' % posting)
+    before = Posting.get_by_id(_posting(ledger, 3, 2)).created_at
+    assert report.problems[0].detail == (
+        'account 3 posting %d: time 2001-01-01 00:00:00 is not after %s, the time of the '
+        'posting before it' % (posting, before))
 
 
 # A PostgreSQL timestamp column holds only times.
@@ -389,6 +463,22 @@ def test_unreadable_entry_time_is_found(ledger):
         withdrawal)
 
 
+@pytest.mark.parametrize('database_url', ['sqlite'], indirect=True)
+def test_unreadable_entry_time_is_a_hash_problem_even_with_a_blank_hash(ledger):
+    withdrawal = _entry(ledger, 'balance_sub')
+    user, external = _leg(ledger, withdrawal, 3), _leg(ledger, withdrawal, 0)
+    _tamper(ledger, "UPDATE journal_entry SET created_at = 'yesterday' WHERE id = %d"
+            % withdrawal,
+            "UPDATE posting SET hash = '' WHERE journal_id = %d" % withdrawal)
+    assert _found(ledger) == [
+        ('timestamp', 0, external, withdrawal),
+        ('hash chain', 0, external, withdrawal),
+        ('timestamp', 3, user, withdrawal),
+        ('hash chain', 3, user, withdrawal),
+        ('hash chain', 3, None, None),
+    ]
+
+
 def test_entries_from_before_the_time_order_rule_are_not_held_to_it(ledger):
     withdrawal = _entry(ledger, 'balance_sub')
     _tamper(ledger,
@@ -404,6 +494,33 @@ def test_entries_from_before_the_time_order_rule_are_not_held_to_it(ledger):
     _tamper(ledger, "UPDATE ledger_rule_start SET first_journal_id = %d WHERE rule = 'time order'"
             % (withdrawal + 1))
     assert _found(ledger) == []
+
+
+def _date_the_withdrawal_back(ledger):
+    """Move the newest entry, account 3's withdrawal, before all others and
+    rechain; returns the withdrawal's posting on account 3."""
+    withdrawal = _entry(ledger, 'balance_sub')
+    _tamper(ledger,
+            "UPDATE journal_entry SET created_at = '2001-01-01 00:00:00' WHERE id = %d"
+            % withdrawal,
+            "UPDATE posting SET created_at = '2001-01-01 00:00:00' WHERE journal_id = %d"
+            % withdrawal,
+            "UPDATE account SET last_posted_at = '2001-01-01 00:00:00' WHERE id = 3")
+    _rechain(ledger)
+    return withdrawal, _leg(ledger, withdrawal, 3)
+
+
+def test_the_entry_the_time_order_rule_starts_with_is_held_to_it(ledger):
+    withdrawal, posting = _date_the_withdrawal_back(ledger)
+    _tamper(ledger, "UPDATE ledger_rule_start SET first_journal_id = %d WHERE rule = 'time order'"
+            % withdrawal)
+    assert _found(ledger) == [('time order', 3, posting, None)]
+
+
+def test_without_a_recorded_start_the_time_order_rule_holds_for_every_entry(ledger):
+    _, posting = _date_the_withdrawal_back(ledger)
+    _tamper(ledger, "DELETE FROM ledger_rule_start WHERE rule = 'time order'")
+    assert _found(ledger) == [('time order', 3, posting, None)]
 
 
 def test_last_posted_time_that_is_not_the_newest_postings_is_found(ledger):
@@ -536,6 +653,63 @@ def test_user_entry_with_wrong_legs_is_found(ledger, tampering, detail):
         ('entry legs', entry, detail.format(entry=entry))]
 
 
+@pytest.mark.parametrize('operation, nth, tampering, detail', [
+    ('balance_add', 0,
+     ["UPDATE journal_entry SET operation = 'balance_transfer' WHERE id = {entry}"],
+     'journal entry {entry} (balance_transfer of 100.00 from 0 to 1): a transfer is between '
+     'two different users'),
+    ('balance_transfer', 0,
+     ['UPDATE journal_entry SET receiver_id = 1 WHERE id = {entry}',
+      'UPDATE posting SET account_id = 1 WHERE journal_id = {entry} AND account_id = 2'],
+     'journal entry {entry} (balance_transfer of 10.01 from 1 to 1): a transfer is between '
+     'two different users'),
+    ('balance_transfer', 2,
+     ["UPDATE journal_entry SET sum = '0.00' WHERE id = {entry}",
+      "UPDATE posting SET amount = '0.00' WHERE journal_id = {entry}"],
+     'journal entry {entry} (balance_transfer of 0.00 from 1 to 3): a transfer moves a '
+     'positive amount'),
+    ('balance_sub', -1,
+     ["UPDATE journal_entry SET sum = '0.00' WHERE id = {entry}",
+      "UPDATE posting SET amount = '0.00' WHERE journal_id = {entry}"],
+     'journal entry {entry} (balance_sub of 0.00 from 0 to 3): a balance_sub moves a '
+     'positive amount'),
+    ('user_add', -1, ['UPDATE journal_entry SET sender_id = 2 WHERE id = {entry}'],
+     'journal entry {entry} (user_add of 0.00 from 2 to 3): a user_add is from account 0 to '
+     'a user'),
+], ids=['deposit as a transfer', 'transfer to oneself', 'transfer of nothing',
+        'withdrawal of nothing', 'user_add from a user'])
+def test_entry_between_wrong_parties_or_of_no_money_is_found(ledger, operation, nth,
+                                                             tampering, detail):
+    # Its postings are exactly what it would imply if it were valid.
+    entry = _entry(ledger, operation, nth)
+    _tamper(ledger, *[statement.format(entry=entry) for statement in tampering])
+    _rechain(ledger)
+    report = verify_ledger(ledger)
+    # A transfer to oneself also puts two postings of one moment on one account.
+    assert [(p.kind, p.journal_id, p.detail) for p in report.problems
+            if p.kind != 'time order'] == [('entry legs', entry, detail.format(entry=entry))]
+
+
+@pytest.mark.parametrize('tampering, detail', [
+    ('UPDATE journal_entry SET receiver_id = 2 WHERE id = {entry}',
+     'journal entry {entry} (user_delete of 0.00 from 4 to 2): a user_delete is from a user to '
+     'account 0'),
+    ("UPDATE journal_entry SET sum = '1.00' WHERE id = {entry}",
+     'journal entry {entry} (user_delete of 1.00 from 4 to 0): a user_delete moves no money'),
+], ids=['to a user', 'money'])
+def test_user_delete_with_wrong_legs_is_found(client, make_user, ledger_data, open_raw,
+                                              tampering, detail):
+    make_user(4)
+    assert client.simulate_delete('/balance_delete_user/4').status_code == 200
+    db = open_raw()
+    entry = _entry(db, 'user_delete')
+    _tamper(db, tampering.format(entry=entry))
+    _rechain(db)
+    report = verify_ledger(db)
+    assert [(p.kind, p.journal_id, p.detail) for p in report.problems] == [
+        ('entry legs', entry, detail.format(entry=entry))]
+
+
 def test_entry_without_postings_is_found(ledger):
     entry = _entry(ledger, 'user_add')  # account 3's, a single leg of 0.00
     _tamper(ledger, 'DELETE FROM posting WHERE journal_id = %d' % entry)
@@ -574,6 +748,18 @@ def test_postings_of_missing_accounts_are_found_wherever_they_sort(ledger):
     assert report.accounts == 2
 
 
+def test_missing_accounts_postings_followed_only_by_an_account_without_any_are_found(ledger):
+    orphans = _postings(ledger, 'account_id = 3')
+    _tamper(ledger, 'DELETE FROM account WHERE id = 3',
+            "INSERT INTO account (id, balance, last_hash, created_at) "
+            "VALUES (4, '0.00', '%s', CURRENT_TIMESTAMP)" % GENESIS_HASH)
+    report = verify_ledger(ledger)
+    assert [(p.kind, p.account_id, p.posting_id, p.journal_id) for p in report.problems] == [
+        ('orphan posting', account, posting, journal) for posting, account, journal in orphans
+    ] + [('no postings', 4, None, None)]
+    assert report.problems[-1].detail == 'account 4 has no postings'
+
+
 def test_account_without_postings_is_found_and_the_next_accounts_still_checked(
         make_user, ledger_data, open_raw):
     make_user(5)
@@ -599,6 +785,24 @@ def test_problems_beyond_the_cap_are_counted_not_listed(ledger):
     assert (silent.problems, silent.unlisted, silent.ok) == ([], 6, False)
 
 
+def test_at_most_1000_problems_are_listed_unless_asked_otherwise(open_raw):
+    db = open_raw()
+    _tamper(db, 'INSERT INTO account (id, balance, last_hash, created_at) VALUES ' + ', '.join(
+        "(%d, '0.00', '%s', CURRENT_TIMESTAMP)" % (uid, GENESIS_HASH) for uid in range(1, 1002)))
+    report = verify_ledger(db)
+    assert (len(report.problems), report.unlisted) == (1000, 1)
+    assert report.problems[-1] == ('no postings', 'account 1000 has no postings', 1000, None,
+                                   None)
+
+
+def test_progress_can_be_reported_for_every_row(ledger):
+    calls = []
+    verify_ledger(ledger, progress=lambda kind, count: calls.append((kind, count)),
+                  progress_every=1)
+    assert calls == ([('postings', n) for n in range(1, 16)]
+                     + [('journal entries', n) for n in range(1, 10)])
+
+
 def test_progress_is_reported_every_so_many_rows(ledger):
     calls = []
     report = verify_ledger(ledger, progress=lambda kind, count: calls.append((kind, count)),
@@ -606,7 +810,7 @@ def test_progress_is_reported_every_so_many_rows(ledger):
     assert report.ok
     assert calls == [('postings', 4), ('postings', 8), ('postings', 12),
                      ('journal entries', 4), ('journal entries', 8)]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match='^progress_every must be positive$'):
         verify_ledger(ledger, progress_every=0)
 
 

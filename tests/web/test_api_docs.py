@@ -12,6 +12,9 @@ ROUTES = {
     '/balance_delete_user/{user_id}': {'delete'},
     '/transfer': {'put'},
     '/history': {'get'},
+    '/points/{uid}/add': {'post'},
+    '/points/{uid}/spend': {'post'},
+    '/points/{uid}/balance': {'get'},
     '/health': {'get'},
     '/ready': {'get'},
 }

@@ -1,6 +1,8 @@
 """Long answers are streamed in chunks, short ones sent whole with a
 Content-Length, and no fetch from the database holds more than one chunk
 and a row, whatever the size of the answer."""
+import logging
+
 import pytest
 
 from balance_api.web import streaming
@@ -114,3 +116,35 @@ def test_one_users_history_arrives_complete_in_id_order(client, make_user, count
     assert all(row['receiver_id'] == 1 for row in rows)
     assert [row['id'] for row in rows] == sorted({row['id'] for row in rows})
     _assert_sent_as(result, count, fetches)
+
+
+@pytest.mark.parametrize('count', [2 * CHUNK, 2 * CHUNK + 1])
+def test_a_streamed_answer_reads_no_further_than_its_last_rows(client, make_user, count_fetches,
+                                                               count):
+    for uid in range(1, count + 1):
+        make_user(uid)
+    fetches = count_fetches()
+    assert len(assert_ok(client.simulate_get('/balance'))) == count
+    # The probe, then whole chunks until one comes back short, which was the last.
+    assert fetches == [CHUNK + 1] + [CHUNK] * (count // CHUNK) + [count % CHUNK]
+
+
+def test_a_stream_that_fails_part_way_is_logged_and_cut_off(client, make_user, caplog):
+    for uid in range(1, 2 * CHUNK + 2):
+        make_user(uid)
+
+    def fail():
+        raise RuntimeError('the worker is going away')
+
+    streaming.report_progress_to(fail)
+    try:
+        with caplog.at_level(logging.ERROR, logger=streaming.__name__):
+            with pytest.raises(RuntimeError, match='the worker is going away'):
+                client.simulate_get('/balance')
+    finally:
+        streaming.report_progress_to(None)
+    [record] = [r for r in caplog.records if r.name == streaming.__name__]
+    assert record.getMessage() == 'streamed response failed part way'
+    assert record.exc_info[0] is RuntimeError
+    # The stream let go of its connection: the database takes writes again.
+    make_user(2 * CHUNK + 2)
