@@ -67,6 +67,12 @@ ERRORS = {
     609: (422, 'points text field format is not correct'),
     610: (409, 'Duplicate transaction'),
     611: (422, 'Incorrect amount'),
+    612: (422, 'club format is not correct (1 to 64 of a-z, 0-9, "_" and "-", first a-z or 0-9)'),
+    613: (422, 'Events query is not correct (keys: type, event, message, wallet, amount, '
+               'receipt_id, store_id, date-start, date-end, limit, before_id)'),
+    614: (422, 'Events filter format is not correct'),
+    615: (422, 'Events date format is not correct (use YYYY-MM-DD)'),
+    616: (422, 'Events paging is not correct (limit and before_id are positive integers)'),
 }
 
 MAX_USER_ID = 9223372036854775807

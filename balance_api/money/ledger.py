@@ -48,6 +48,12 @@ class Balance(NamedTuple):
     balance: object  # Decimal
 
 
+class Contact(NamedTuple):
+    user_id: int
+    email: object
+    msisdn: object
+
+
 def new_transaction_hash():
     """A 32-hex MD5 transaction hash, unique even for identical requests."""
     return hashlib.md5(os.urandom(16)).hexdigest()
@@ -147,6 +153,22 @@ class Ledger:
                        [(user_id, account.last_hash, ZERO, account.balance)],
                        self._reserve([account]))
             return Balance(user_id, account.balance), True
+
+    def set_contact(self, user_id, **contact):
+        """Set a user's ``email`` and/or ``msisdn`` (None clears one); returns
+        ``Contact``. Contacts are not money: no journal entry is written."""
+        with write_transaction(self.db):
+            self._existing(self._lock([user_id]), user_id)
+            if contact:
+                try:
+                    # A savepoint: PostgreSQL would otherwise fail the whole transaction.
+                    with self.db.atomic():
+                        Account.update(**contact).where(Account.id == user_id).execute()
+                except peewee.IntegrityError as exc:
+                    raise errors.ContactTaken() from exc
+            email, msisdn = (Account.select(Account.email, Account.msisdn)
+                             .where(Account.id == user_id).tuples().get())
+            return Contact(user_id, email, msisdn)
 
     def delete_user(self, user_id):
         """Delete a user whose balance is zero; its history stays."""

@@ -39,11 +39,13 @@ def add_to_spec(spec, plugin):
     plugin.map_to_openapi_type(schemas.Amount, 'string', None)
     for schema in (schemas.CreateUserRequest, schemas.BalanceChangeRequest,
                    schemas.TransferRequest, schemas.BalanceResponse, schemas.MessageResponse,
-                   schemas.HistoryRow):
+                   schemas.HistoryRow, schemas.UpdateContactRequest, schemas.ContactResponse):
         spec.components.schema(schema.__name__, schema=schema)
-    for name in ('email', 'msisdn'):
-        _empty_allowed(spec.components.schemas['CreateUserRequest']['properties'][name])
-    for name in ('CreateUserRequest', 'BalanceChangeRequest', 'TransferRequest'):
+    for request in ('CreateUserRequest', 'UpdateContactRequest'):
+        for name in ('email', 'msisdn'):
+            _empty_allowed(spec.components.schemas[request]['properties'][name])
+    for name in ('CreateUserRequest', 'BalanceChangeRequest', 'TransferRequest',
+                 'UpdateContactRequest'):
         form_schema(spec, name)
 
     spec.path('/balance', operations={'get': {
@@ -72,6 +74,14 @@ def add_to_spec(spec, plugin):
             **failures(errors.UserCreateFailed.code, errors.InvalidUserId.code,
                       errors.JournalWriteFailed.code, errors.InvalidContact.code,
                       errors.ContactTaken.code, *BODY_ERRORS, *KEY_ERRORS)}}})
+    spec.path('/user/{user_id}', parameters=[_USER_ID], operations={'put': {
+        'summary': "Change a user's email or msisdn (a field left out stays; empty clears it)",
+        'parameters': [IDEMPOTENCY_KEY],
+        'requestBody': body('UpdateContactRequest'),
+        'responses': {'200': answer('ContactResponse', "The user's contact details"),
+                      **failures(errors.InvalidUserId.code, errors.UserNotFound.code,
+                                 errors.InvalidContact.code, errors.ContactTaken.code,
+                                 *BODY_ERRORS, *KEY_ERRORS)}}})
     spec.path('/balance_delete_user/{user_id}', parameters=[_USER_ID], operations={'delete': {
         'summary': 'Delete a user whose balance is zero (its history stays)',
         'parameters': [IDEMPOTENCY_KEY],

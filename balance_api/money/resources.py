@@ -5,8 +5,8 @@ from ..web.raw_path import path_field_as_sent
 from ..web.streaming import respond
 from ..web.validation import load
 from . import errors, history
-from .schemas import (BalanceChangeRequest, CreateUserRequest, TransferRequest, balance_response,
-                      parse_user_id)
+from .schemas import (BalanceChangeRequest, CreateUserRequest, TransferRequest,
+                      UpdateContactRequest, balance_response, parse_user_id)
 
 
 def path_user_id(text):
@@ -18,6 +18,7 @@ def path_user_id(text):
 
 _change_request = BalanceChangeRequest()
 _create_request = CreateUserRequest()
+_contact_request = UpdateContactRequest()
 _transfer_request = TransferRequest()
 
 
@@ -71,6 +72,24 @@ class UserCollection:
             return Outcome(201 if created else 200, balance_response.dump(balance._asdict()))
 
         self.commands.run(req, resp, data, create)
+
+
+class UserItem:
+    """PUT /user/{user_id}: change a user's email and msisdn."""
+
+    def __init__(self, ledger, commands):
+        self.ledger = ledger
+        self.commands = commands
+
+    def on_put(self, req, resp, user_id):
+        user_id = path_user_id(user_id)
+        data = load(_contact_request, read_body(req))
+
+        def update():
+            contact = self.ledger.set_contact(user_id, **data)
+            return Outcome(200, contact._asdict())
+
+        self.commands.run(req, resp, data, update, path_params={'user_id': user_id})
 
 
 class UserDelete:

@@ -1,6 +1,7 @@
 """The money API's routes, added by the application factory."""
 from .ledger import Ledger
-from .resources import BalanceCollection, BalanceItem, History, Transfer, UserCollection, UserDelete
+from .resources import (BalanceCollection, BalanceItem, History, Transfer, UserCollection,
+                        UserDelete, UserItem)
 
 
 def add_routes(app, db, commands):
@@ -10,6 +11,7 @@ def add_routes(app, db, commands):
     app.add_route('/balance', BalanceCollection(ledger))
     app.add_route('/balance/{user_id}', BalanceItem(ledger, commands))
     app.add_route('/user', UserCollection(ledger, commands))
+    app.add_route('/user/{user_id}', UserItem(ledger, commands))
     app.add_route('/balance_delete_user/{user_id}', UserDelete(ledger, commands))
     app.add_route('/transfer', Transfer(ledger, commands))
     history = History(db)

@@ -6,7 +6,7 @@ declaration order (``balance_api.web.validation.load``).
 """
 import re
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, missing, validate
 
 from ..web.validation import Coded
 from . import errors
@@ -113,15 +113,16 @@ class Email(Coded, fields.Email):
     error_class = errors.InvalidContact
 
     def __init__(self, **kwargs):
-        super().__init__(validate=validate.Length(max=254), load_default=None,
-                         pre_load=_blank_as_none, **kwargs)
+        kwargs.setdefault('load_default', None)
+        super().__init__(validate=validate.Length(max=254), pre_load=_blank_as_none, **kwargs)
 
 
 class Msisdn(Coded, fields.String):
     error_class = errors.InvalidContact
 
     def __init__(self, **kwargs):
-        super().__init__(load_default=None, pre_load=_blank_as_none,
+        kwargs.setdefault('load_default', None)
+        super().__init__(pre_load=_blank_as_none,
                          metadata={'description': '6 to 15 digits, optionally after "+".',
                                    'pattern': '^' + _MSISDN_PATTERN.pattern + '$'},
                          **kwargs)
@@ -147,6 +148,12 @@ class CreateUserRequest(Schema):
     msisdn = Msisdn()
 
 
+class UpdateContactRequest(Schema):
+    """A field left out stays as it is; an empty one clears it."""
+    email = Email(load_default=missing, allow_none=True)
+    msisdn = Msisdn(load_default=missing, allow_none=True)
+
+
 class BalanceChangeRequest(Schema):
     operation = Operation(required=True)
     balance = Amount(required=True, metadata=dict(_REQUEST_AMOUNT))
@@ -165,6 +172,12 @@ class TransferRequest(Schema):
 class BalanceResponse(Schema):
     user_id = fields.Integer(required=True)
     balance = Amount(required=True)
+
+
+class ContactResponse(Schema):
+    user_id = fields.Integer(required=True)
+    email = fields.String(required=True, allow_none=True)
+    msisdn = fields.String(required=True, allow_none=True)
 
 
 class MessageResponse(Schema):

@@ -82,3 +82,39 @@ class IncorrectAmountSign(ApiError):
     code = 611
     message = 'Incorrect amount'
     status = falcon.HTTP_422
+
+
+class InvalidClub(ApiError):
+    """A club is named by 1 to 64 lowercase letters, digits, '_' and '-', starting with a letter or digit."""
+    code = 612
+    message = 'club format is not correct (1 to 64 of a-z, 0-9, "_" and "-", first a-z or 0-9)'
+    status = falcon.HTTP_422
+
+
+class UnknownEventsKey(ApiError):
+    """Events take only their documented filters, once each."""
+    code = 613
+    message = ('Events query is not correct (keys: type, event, message, wallet, amount, '
+               'receipt_id, store_id, date-start, date-end, limit, before_id)')
+    status = falcon.HTTP_422
+
+
+class InvalidEventsFilter(ApiError):
+    """type is one of the four event kinds, amount a whole number, text filters text."""
+    code = 614
+    message = 'Events filter format is not correct'
+    status = falcon.HTTP_422
+
+
+class InvalidEventsDate(ApiError):
+    """Events dates are UTC days written YYYY-MM-DD."""
+    code = 615
+    message = 'Events date format is not correct (use YYYY-MM-DD)'
+    status = falcon.HTTP_422
+
+
+class InvalidEventsPaging(ApiError):
+    """limit and before_id are positive integers."""
+    code = 616
+    message = 'Events paging is not correct (limit and before_id are positive integers)'
+    status = falcon.HTTP_422

@@ -117,8 +117,8 @@ class PointsLedger:
         with write_transaction(self.db):
             found = self._club(club)
             self._lock_members([member_id])
-            if transaction_id is not None:
-                self._claim_transaction(found.id, transaction_id)
+            if transaction_id is not None and self._transaction_applied(found.id, transaction_id):
+                raise errors.DuplicateTransaction()
             if points > 0:
                 return [self._grant(member_id, found, wallet, payer, points, event_type,
                                     event_at, expires_on, transaction_id, details)]
@@ -202,7 +202,17 @@ class PointsLedger:
             query = query.for_update()
         list(query.tuples())
 
+    @staticmethod
+    def _transaction_applied(club_id, transaction_id):
+        return PointsTransaction.select().where(
+            (PointsTransaction.club == club_id)
+            & (PointsTransaction.transaction_id == transaction_id)).exists()
+
     def _claim_transaction(self, club_id, transaction_id):
+        # The last check before the first write (a concurrent claim of the same
+        # id by another member's change): a refusal before it leaves no claim.
+        if transaction_id is None:
+            return
         claimed = (PointsTransaction.insert(club=club_id, transaction_id=transaction_id,
                                             created_at=self.clock())
                    .on_conflict_ignore().as_rowcount().execute())
@@ -269,6 +279,7 @@ class PointsLedger:
                 .scalar()) or 0
         if held + points > MAX_BALANCE:
             raise errors.PointsBalanceOverflow()
+        self._claim_transaction(club_id, transaction_id)
         written = self._write_entry(member_id, club, wallet, payer, points, event_type,
                                     event_at, expires_on, transaction_id, details, after, [])
         self._add_to_balance(member_id, club_id, wallet, payer, points)
@@ -299,6 +310,7 @@ class PointsLedger:
         if wanted:
             # The balances said there was enough: they and the grants disagree.
             raise RuntimeError('member %d: balances and unspent grants disagree' % member_id)
+        self._claim_transaction(club_id, transaction_id)
 
         balance = sum(spendable.values())
         written = []

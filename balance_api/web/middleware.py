@@ -44,14 +44,20 @@ class RequestTarget:
 
 
 class BodyLimit:
-    """Refuse oversized bodies from their Content-Length, before reading them."""
+    """Refuse oversized bodies from their Content-Length, before reading them.
+
+    A resource whose requests are larger by nature (a batch) may declare a
+    larger ``max_body_bytes`` of its own; the setting still applies when it
+    is larger.
+    """
 
     def __init__(self, max_bytes):
         self.max_bytes = max_bytes
 
-    def process_request(self, req, resp):
+    def process_resource(self, req, resp, resource, params):
+        limit = max(self.max_bytes, getattr(resource, 'max_body_bytes', 0))
         if req.content_length is not None:
-            if req.content_length > self.max_bytes:
+            if req.content_length > limit:
                 raise errors.BodyTooLarge()
         elif 'chunked' in (req.get_header('Transfer-Encoding') or '').lower():
             raise errors.LengthRequired()
