@@ -1,12 +1,17 @@
-"""Command line: ``python -m balance_api {migrate,serve,verify,prune-idempotency}``."""
+"""Command line: ``python -m balance_api {migrate,serve,verify,expire-points,club-policy,prune-idempotency}``."""
 import argparse
 import datetime
 import logging
+import re
 import sys
 
 from .config import Settings
+from .points.ledger import POLICIES
 from .storage.db import database, migrate, open_database
 from .web import idempotency
+
+# Problems listed by verify, money and points together; the rest are counted.
+MAX_LISTED = 1000
 
 
 def _open(settings):
@@ -37,6 +42,7 @@ def cmd_serve(settings, args):
 
 def cmd_verify(settings, args):
     from .money.verify import verify_ledger
+    from .points.verify import verify_points
     db = _open(settings)
     interactive = sys.stderr.isatty()
 
@@ -47,17 +53,60 @@ def cmd_verify(settings, args):
 
     with db.connection_context():
         report = verify_ledger(db, progress=progress)
+        # One list of at most MAX_LISTED problems for both ledgers.
+        points = verify_points(db, progress=progress,
+                               max_problems=max(0, MAX_LISTED - len(report.problems)))
     if interactive:
         sys.stderr.write('\r\033[K')
     print('accounts: %d, postings: %d, journal entries: %d'
           % (report.accounts, report.postings, report.journal_entries))
-    for found in report.problems:
+    if not points.empty:
+        print('points members: %d, points entries: %d, points draws: %d'
+              % (points.members, points.entries, points.draws))
+    for found in [*report.problems, *points.problems]:
         print('PROBLEM %s: %s' % (found.kind, found.detail))
-    if report.unlisted:
-        print('... and %d more problem(s), not listed' % report.unlisted)
-    print('ledger OK' if report.ok else 'ledger BROKEN: %d problem(s)'
-          % (len(report.problems) + report.unlisted))
-    return 0 if report.ok else 1
+    unlisted = report.unlisted + points.unlisted
+    if unlisted:
+        print('... and %d more problem(s), not listed' % unlisted)
+    ok = report.ok and points.ok
+    print('ledger OK' if ok else 'ledger BROKEN: %d problem(s)'
+          % (len(report.problems) + len(points.problems) + unlisted))
+    return 0 if ok else 1
+
+
+def cmd_expire_points(settings, args):
+    from .points.ledger import PointsLedger
+    db = _open(settings)
+    interactive = sys.stderr.isatty()
+
+    def progress(written):
+        if interactive:
+            sys.stderr.write('\rwrote %d expire entries' % written)
+            sys.stderr.flush()
+
+    with db.connection_context():
+        written = PointsLedger(db).expire_due(progress=progress)
+    if interactive:
+        sys.stderr.write('\r\033[K')
+    print('wrote %d expire entries' % written)
+    return 0
+
+
+def cmd_club_policy(settings, args):
+    from .points.ledger import PointsLedger
+    db = _open(settings)
+    with db.connection_context():
+        PointsLedger(db).set_policy(args.slug, args.policy)
+    print('club %s: policy %s' % (args.slug, args.policy))
+    return 0
+
+
+def _club_slug(text):
+    from .points.schemas import NAME_PATTERN
+    if not re.fullmatch(NAME_PATTERN, text):
+        raise argparse.ArgumentTypeError(
+            'a club slug is 1 to 64 characters, no control characters, no space at either end')
+    return text
 
 
 def cmd_prune_idempotency(settings, args):
@@ -78,6 +127,11 @@ def main(argv=None):
     serve.add_argument('--workers', type=int, default=0,
                        help='worker processes (default: 2 x cores + 1)')
     commands.add_parser('verify', help='recompute every balance and hash chain; exit 1 on any problem')
+    commands.add_parser('expire-points',
+                        help='write the expire entries of grants past their expiry date')
+    policy = commands.add_parser('club-policy', help="set the order a club's spends draw in")
+    policy.add_argument('slug', type=_club_slug)
+    policy.add_argument('policy', choices=POLICIES)
     prune = commands.add_parser('prune-idempotency', help='forget old idempotency keys')
     prune.add_argument('--older-than-hours', type=float, default=48.0,
                        help='at least 24 (default 48)')
@@ -86,7 +140,8 @@ def main(argv=None):
                         format='%(asctime)s %(levelname)s %(name)s: %(message)s')
     settings = Settings.from_env()
     handler = {'migrate': cmd_migrate, 'serve': cmd_serve, 'verify': cmd_verify,
-               'prune-idempotency': cmd_prune_idempotency}[args.command]
+               'prune-idempotency': cmd_prune_idempotency,
+               'expire-points': cmd_expire_points, 'club-policy': cmd_club_policy}[args.command]
     return handler(settings, args)
 
 
