@@ -101,6 +101,14 @@ def test_money_field_refuses_inexact_values_from_the_column(value):
         _Row.amount.python_value(value)
 
 
+@pytest.mark.parametrize('value, shown', [(1.5, '1.5 (float)'), (2, '2 (int)')])
+def test_money_field_names_the_inexact_value_it_got(value, shown):
+    # What an operator needs to find the column that lost exactness.
+    with pytest.raises(TypeError) as refused:
+        _Row.amount.python_value(value)
+    assert str(refused.value) == 'amount column returned %s, not an exact value' % shown
+
+
 def test_money_field_binds_canonical_strings():
     field = _Row.amount
     assert field.db_value(Decimal('1.5')) == '1.50'
@@ -108,12 +116,29 @@ def test_money_field_binds_canonical_strings():
     assert field.db_value(None) is None
 
 
-def test_money_field_is_text_on_sqlite_and_numeric_on_postgresql():
+def _create_table_sql(db):
+    with db.bind_ctx([_Row]):
+        sql, _ = _Row._schema._create_table(safe=False).query()
+    return sql
+
+
+# Runs without a PostgreSQL server: nothing connects.
+def test_money_field_column_type_follows_the_database():
     for db, ddl in ((peewee.SqliteDatabase(':memory:'), '"amount" TEXT'),
                     (peewee.PostgresqlDatabase('unused'), '"amount" NUMERIC(19, 2)')):
-        with db.bind_ctx([_Row]):
-            sql, _ = _Row._schema._create_table(safe=False).query()
+        sql = _create_table_sql(db)
         assert ddl in sql, sql
-    with peewee.MySQLDatabase('unused').bind_ctx([_Row]):
-        with pytest.raises(TypeError):
-            _Row._schema._create_table(safe=False).query()
+    mysql = peewee.MySQLDatabase('unused')
+    with pytest.raises(TypeError) as refused:
+        _create_table_sql(mysql)
+    assert str(refused.value) == 'MoneyField supports SQLite and PostgreSQL, not %r' % mysql
+
+
+def test_money_field_column_type_looks_through_a_database_proxy():
+    # The application's models are bound to a proxy, initialized at start-up.
+    for db, ddl in ((peewee.SqliteDatabase(':memory:'), '"amount" TEXT'),
+                    (peewee.PostgresqlDatabase('unused'), '"amount" NUMERIC(19, 2)')):
+        proxy = peewee.DatabaseProxy()
+        proxy.initialize(db)
+        sql = _create_table_sql(proxy)
+        assert ddl in sql, sql

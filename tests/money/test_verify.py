@@ -58,6 +58,17 @@ def ledger(ledger_data, open_raw):
     return open_raw()
 
 
+@pytest.fixture
+def rule_starts_restored(ledger):
+    """Puts back where the ledger's rules start: on PostgreSQL the table
+    outlives the test, which empties only the accounts and the journal."""
+    rows = ledger.execute_sql('SELECT rule, first_journal_id FROM ledger_rule_start').fetchall()
+    yield
+    _tamper(ledger, 'DELETE FROM ledger_rule_start',
+            *["INSERT INTO ledger_rule_start (rule, first_journal_id) VALUES ('%s', %d)"
+              % tuple(row) for row in rows])
+
+
 def _sqlite(db):
     return not is_postgres(db)
 
@@ -479,6 +490,7 @@ def test_unreadable_entry_time_is_a_hash_problem_even_with_a_blank_hash(ledger):
     ]
 
 
+@pytest.mark.usefixtures('rule_starts_restored')
 def test_entries_from_before_the_time_order_rule_are_not_held_to_it(ledger):
     withdrawal = _entry(ledger, 'balance_sub')
     _tamper(ledger,
@@ -510,6 +522,7 @@ def _date_the_withdrawal_back(ledger):
     return withdrawal, _leg(ledger, withdrawal, 3)
 
 
+@pytest.mark.usefixtures('rule_starts_restored')
 def test_the_entry_the_time_order_rule_starts_with_is_held_to_it(ledger):
     withdrawal, posting = _date_the_withdrawal_back(ledger)
     _tamper(ledger, "UPDATE ledger_rule_start SET first_journal_id = %d WHERE rule = 'time order'"
@@ -517,6 +530,7 @@ def test_the_entry_the_time_order_rule_starts_with_is_held_to_it(ledger):
     assert _found(ledger) == [('time order', 3, posting, None)]
 
 
+@pytest.mark.usefixtures('rule_starts_restored')
 def test_without_a_recorded_start_the_time_order_rule_holds_for_every_entry(ledger):
     _, posting = _date_the_withdrawal_back(ledger)
     _tamper(ledger, "DELETE FROM ledger_rule_start WHERE rule = 'time order'")
