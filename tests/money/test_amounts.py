@@ -136,9 +136,16 @@ def test_money_field_column_type_follows_the_database():
 
 def test_money_field_column_type_looks_through_a_database_proxy():
     # The application's models are bound to a proxy, initialized at start-up.
+    proxy = peewee.DatabaseProxy()
+
+    class ProxiedRow(peewee.Model):
+        amount = MoneyField()
+
+        class Meta:
+            database = proxy
+
     for db, ddl in ((peewee.SqliteDatabase(':memory:'), '"amount" TEXT'),
                     (peewee.PostgresqlDatabase('unused'), '"amount" NUMERIC(19, 2)')):
-        proxy = peewee.DatabaseProxy()
         proxy.initialize(db)
-        sql = _create_table_sql(proxy)
+        sql, _ = ProxiedRow._schema._create_table(safe=False).query()
         assert ddl in sql, sql

@@ -15,6 +15,7 @@ import psycopg2
 import pytest
 import requests
 
+from balance_api.money import pg_sql
 from balance_api.storage.db import open_database
 from conftest import PG_URL
 from helpers import add, assert_ok, transfer
@@ -116,6 +117,46 @@ def test_an_open_transaction_of_another_application_does_not_hold_pages_back(
     finally:
         idle.rollback()
         idle.close()
+
+
+@only_postgresql
+def test_a_row_whose_id_is_taken_after_the_reader_settled_is_not_skipped(
+        client, make_user, database_url, monkeypatch):
+    for uid in (1, 2, 3):
+        make_user(uid, '10.00')
+    start = max(row['id'] for row in client.simulate_get('/history').json)
+    admin = psycopg2.connect(database_url)
+    admin.autocommit = True
+    holds_0 = _connect(database_url)
+    deposits = []
+    settled_id = pg_sql.settled_id
+
+    def settle_then_interleave(db):
+        settled = settled_id(db)
+        if not deposits:
+            # Between the reader learning how far the journal is settled and
+            # its query: a deposit to 3 takes the next id, then waits for
+            # account 0; a transfer takes the id after it and commits.
+            holds_0.cursor().execute('SELECT 1 FROM account WHERE id = 0 FOR UPDATE')
+            deposits.append(_InThread(lambda: add(client, 3, '2.00')))
+            assert _waiting_on_locks(admin, 1)
+            assert_ok(_InThread(lambda: transfer(client, 1, 2, '1.00')).result())
+        return settled
+
+    monkeypatch.setattr(pg_sql, 'settled_id', settle_then_interleave)
+    try:
+        page = assert_ok(client.simulate_get('/history?after_id=%d' % start))
+        holds_0.rollback()
+        assert_ok(deposits[0].result())
+    finally:
+        holds_0.close()
+        admin.close()
+    monkeypatch.undo()
+
+    last = page[-1]['id'] if page else start
+    rest = assert_ok(client.simulate_get('/history?after_id=%d' % last))
+    assert [(row['operation'], row['receiver_id']) for row in page + rest] == [
+        ('balance_add', 3), ('balance_transfer', 2)]
 
 
 @only_postgresql

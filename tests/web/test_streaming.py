@@ -148,3 +148,21 @@ def test_a_stream_that_fails_part_way_is_logged_and_cut_off(client, make_user, c
     assert record.exc_info[0] is RuntimeError
     # The stream let go of its connection: the database takes writes again.
     make_user(2 * CHUNK + 2)
+
+
+@pytest.mark.parametrize('database_url', ['postgresql'], indirect=True)
+def test_a_long_answer_on_postgresql_is_read_from_a_server_side_cursor(client, make_user):
+    # A client-side cursor would hold every row in the worker's memory at once.
+    for uid in range(1, 2 * CHUNK + 2):
+        make_user(uid)
+    db = database.obj
+    cursors_open = []
+    streaming.report_progress_to(lambda: cursors_open.append(
+        [row[0] for row in db.execute_sql('SELECT name FROM pg_cursors')]))
+    try:
+        rows = assert_ok(client.simulate_get('/balance'))
+    finally:
+        streaming.report_progress_to(None)
+    assert len(rows) == 2 * CHUNK + 1
+    # One check after each of the three chunks.
+    assert cursors_open == [['stream']] * 3
