@@ -6,7 +6,7 @@ import os
 @dataclasses.dataclass(frozen=True)
 class Settings:
     # peewee's playhouse.db_url form: sqlite:///path.db or postgresql://user@host:port/db
-    database_url: str = 'sqlite:///balance_api.storage.db'
+    database_url: str = 'sqlite:///balance_api.db'
     # Request bodies larger than this are refused before they are read.
     max_body_bytes: int = 64 * 1024
     # PostgreSQL connections each worker process may hold.

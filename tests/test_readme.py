@@ -23,3 +23,12 @@ def test_ci_runs_the_readme_test_command():
     test_command = re.search(r'Run the tests.*?```sh\n(.+?)\n```', readme, re.S).group(1)
     ci_lines = [line.strip() for line in _read('.ci/run').splitlines()]
     assert test_command in ci_lines
+
+
+def test_configuration_table_states_the_defaults_the_code_uses():
+    from balance_api.config import Settings
+    rows = dict(re.findall(r'^\| `([A-Z_]+)` \| `([^`]*)` \|', _read('README.md'), re.M))
+    defaults = Settings()
+    assert rows['DATABASE_URL'] == defaults.database_url
+    assert rows['MAX_BODY_BYTES'] == str(defaults.max_body_bytes)
+    assert rows['DB_POOL_SIZE'] == str(defaults.pool_size)
