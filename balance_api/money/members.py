@@ -1,4 +1,6 @@
 """Who the users are, for other domains: loyalty members are the money API's users."""
+from ..storage.db import is_postgres
+from . import pg_sql
 from .models import EXTERNAL_ACCOUNT_ID, Account
 
 
@@ -13,3 +15,12 @@ def find(member_id=None, email=None, msisdn=None):
     if msisdn is not None:
         query = query.where(Account.msisdn == msisdn)
     return query.scalar()
+
+
+def exists(db, member_id):
+    """Whether a user (not deleted) has this id: on PostgreSQL one prepared statement."""
+    if member_id == EXTERNAL_ACCOUNT_ID:
+        return False
+    if is_postgres(db):
+        return pg_sql.balance(db, member_id) is not None
+    return find(member_id=member_id) is not None

@@ -23,7 +23,7 @@ from ..clock import utc_now
 from ..money import members
 from ..money.errors import UserNotFound
 from ..storage.db import is_postgres, write_transaction
-from . import errors
+from . import errors, pg_sql
 from .chain import GENESIS_HASH, entry_hash
 from .models import (DEFAULT_CLUB, DEFAULT_WALLET, NO_PAYER, PointsBalance, PointsClub,
                      PointsDraw, PointsEntry, PointsMember, PointsTransaction)
@@ -65,6 +65,11 @@ class _Club(NamedTuple):
     slug: str
     policy: str
 
+
+# points_post's refusals (migration 0006), by their API error code.
+_SERVER_REFUSALS = {error.code: error for error in (
+    errors.NotEnoughPoints, errors.NotEnoughPayerPoints, errors.UnknownPayer,
+    errors.PointsBalanceOverflow, errors.DuplicateTransaction)}
 
 # Grants read per query while drawing.
 _GRANTS_PER_PAGE = 200
@@ -114,6 +119,9 @@ class PointsLedger:
         a spend across the wallet's payers, oldest points first.
         """
         self._check_sign(event_type, points)
+        if is_postgres(self.db):
+            return self._post_on_server(member_id, points, event_type, event_at, club, wallet,
+                                        payer, expires_on, transaction_id, details)
         with write_transaction(self.db):
             found = self._club(club)
             self._lock_members([member_id])
@@ -164,6 +172,25 @@ class PointsLedger:
 
     # -- internals -----------------------------------------------------------
 
+    def _post_on_server(self, member_id, points, event_type, event_at, club, wallet, payer,
+                        expires_on, transaction_id, details):
+        with write_transaction(self.db):
+            if not members.exists(self.db, member_id):
+                raise UserNotFound()
+            now = self.clock()
+            rows = pg_sql.post(
+                self.db, member_id, points, club=club, wallet=wallet, payer=payer,
+                event_type=event_type, event_at=event_at, expires_on=expires_on,
+                transaction_id=transaction_id, event=details.event, message=details.message,
+                store_id=details.store_id, receipt_id=details.receipt_id,
+                properties=_json_text(details.properties),
+                reported=_json_text(details.reported), today=now.date(), now=now)
+            if rows[0].refusal:
+                # Raised inside the transaction: the club and the member's
+                # points row it may have created go with it.
+                raise _SERVER_REFUSALS[rows[0].refusal]()
+        return [Written(row.id, row.payer, row.points, row.balance_after) for row in rows]
+
     @staticmethod
     def _check_sign(event_type, points):
         if event_type not in EVENT_TYPES:
@@ -173,7 +200,7 @@ class PointsLedger:
             raise errors.IncorrectAmountSign()
 
     def _existing_member(self, member_id):
-        if members.find(member_id=member_id) is None:
+        if not members.exists(self.db, member_id):
             raise UserNotFound()
 
     def _club(self, slug):

@@ -1,0 +1,40 @@
+"""Points changes on PostgreSQL, written out in SQL.
+
+A change is one statement: a call of the server-side function
+``points_post`` (migration 0006), which takes the decisions
+``balance_api.points.ledger`` takes on SQLite, in the same order. Built
+through the ORM, a spend cost 14 statements and about 10 ms of worker CPU
+(see bench/README.md, "Points"); the tables are the ones
+``balance_api.points.models`` describes.
+"""
+from typing import NamedTuple
+
+from ..storage.pg import preparable, run
+
+
+class Posted(NamedTuple):
+    """One row of ``points_post``: a refusal's API error code (0 when the
+    change was written), then the entry written."""
+    refusal: int
+    id: int
+    payer: str
+    points: int
+    balance_after: int
+
+
+_POST = preparable(
+    'SELECT refusal, entry_id, entry_payer, entry_points, wallet_balance FROM points_post('
+    '%s::bigint, %s::text, %s::text, %s::text, %s::bigint, %s::text, %s::timestamp, %s::date, '
+    '%s::text, %s::text, %s::text, %s::text, %s::text, %s::text, %s::text, %s::date, '
+    '%s::timestamp)')
+
+
+def post(db, member_id, points, *, club, wallet, payer, event_type, event_at, expires_on,
+         transaction_id, event, message, store_id, receipt_id, properties, reported, today,
+         now):
+    """Post one movement of points on the server; returns its ``Posted`` rows:
+    one with a refusal, or one per entry written (one per payer drawn)."""
+    rows = run(db, _POST, (member_id, club, wallet, payer, points, event_type, event_at,
+                           expires_on, transaction_id, event, message, store_id, receipt_id,
+                           properties, reported, today, now)).fetchall()
+    return [Posted(*row) for row in rows]
