@@ -1,4 +1,5 @@
-"""Command line: ``python -m balance_api {migrate,serve,verify,expire-points,club-policy,prune-idempotency}``."""
+"""Command line: ``python -m balance_api {migrate,serve,verify,create-key,list-keys,revoke-key,
+expire-points,club-policy,prune-idempotency}``."""
 import argparse
 import datetime
 import logging
@@ -9,6 +10,8 @@ from .config import Settings
 from .points.ledger import POLICIES
 from .storage.db import database, migrate, open_database
 from .web import idempotency
+
+log = logging.getLogger('balance_api')
 
 # Problems listed by verify, money and points together; the rest are counted.
 MAX_LISTED = 1000
@@ -29,14 +32,110 @@ def cmd_migrate(settings, args):
 
 def cmd_serve(settings, args):
     from .app import create_app
+    from .auth import keys
     from .web.server import GunicornServer, default_workers
     # Once, before any worker forks; the migration lock makes racing servers safe.
     db = _open(settings)
     migrate(db)
+    if settings.auth:
+        with db.connection_context():
+            token = keys.create_bootstrap_key(db)
+        if token is not None:
+            _announce_bootstrap_key(token)
     db.close_all() if hasattr(db, 'close_all') else db.close()
     options = {'bind': '%s:%d' % (args.host, args.port),
                'workers': args.workers or default_workers()}
     GunicornServer(options, settings, create_app).run()
+    return 0
+
+
+def _announce_bootstrap_key(token):
+    # On standard output only (not the log): shown once, stored nowhere.
+    print('=' * 72)
+    print('No API key existed: created the admin key "bootstrap". Its token is shown')
+    print('this once; send it as "Authorization: Bearer <token>". Keep it secret,')
+    print('make narrower keys with create-key, and revoke this one when done.')
+    print('BOOTSTRAP TOKEN: %s' % token)
+    print('=' * 72, flush=True)
+
+
+def _date(text):
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError('a date is YYYY-MM-DD, not %r' % text) from None
+
+
+def _key_name(text):
+    from .auth.keys import check_name
+    try:
+        return check_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _permit_list(text):
+    from .auth.permits import parse
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _uid(text):
+    from .money.schemas import parse_user_id
+    uid = parse_user_id(text)
+    if uid is None:
+        raise argparse.ArgumentTypeError('a uid is a positive integer that fits 64 bits')
+    return uid
+
+
+def cmd_create_key(settings, args):
+    from .auth import keys
+    db = _open(settings)
+    with db.connection_context():
+        try:
+            token = keys.create_key(db, args.name, args.permits, uid=args.uid,
+                                    expires_on=args.expires)
+        except keys.KeyTaken as exc:
+            print('python -m balance_api create-key: %s' % exc, file=sys.stderr)
+            return 1
+    print('created key %s: permits %s%s%s' % (
+        args.name, ','.join(args.permits), '; bound to uid %d' % args.uid if args.uid else '',
+        '; expires after %s' % args.expires if args.expires else ''))
+    print('the token is shown this once; it is stored only as a hash:')
+    print(token)
+    return 0
+
+
+def cmd_list_keys(settings, args):
+    from .auth import keys
+    found = keys.list_keys(_open(settings))
+
+    def text(value):
+        return '-' if value is None else str(value)[:19]
+
+    rows = [('name', 'permits', 'uid', 'created', 'expires', 'last used', 'revoked')]
+    rows += [(key.name, ','.join(key.permits), text(key.uid), text(key.created_at),
+              text(key.expires_on), text(key.last_used_at), text(key.revoked_at))
+             for key in found]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print('  '.join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    return 0
+
+
+def cmd_revoke_key(settings, args):
+    from .auth import keys
+    db = _open(settings)
+    with db.connection_context():
+        try:
+            keys.revoke_key(db, args.name)
+        except keys.KeyNotFound as exc:
+            print('python -m balance_api revoke-key: %s' % exc, file=sys.stderr)
+            return 1
+    print('revoked key %s (every worker refuses it within %g s)'
+          % (args.name, keys.RECHECK_SECONDS))
     return 0
 
 
@@ -127,6 +226,17 @@ def main(argv=None):
     serve.add_argument('--workers', type=int, default=0,
                        help='worker processes (default: 2 x cores + 1)')
     commands.add_parser('verify', help='recompute every balance and hash chain; exit 1 on any problem')
+    create_key = commands.add_parser(
+        'create-key', help='create an API key and print its token once (the last line)')
+    create_key.add_argument('--name', required=True, type=_key_name)
+    create_key.add_argument('--permits', required=True, type=_permit_list,
+                            help='comma-separated permits, e.g. Balance:Api:Balance:Get, or admin')
+    create_key.add_argument('--uid', type=_uid, help='bind the key to this user')
+    create_key.add_argument('--expires', type=_date, metavar='YYYY-MM-DD',
+                            help='last day (UTC) the key works')
+    commands.add_parser('list-keys', help='show every key (never a token)')
+    revoke = commands.add_parser('revoke-key', help='revoke an API key')
+    revoke.add_argument('name')
     commands.add_parser('expire-points',
                         help='write the expire entries of grants past their expiry date')
     policy = commands.add_parser('club-policy', help="set the order a club's spends draw in")
@@ -138,9 +248,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format='%(asctime)s %(levelname)s %(name)s: %(message)s')
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        print('python -m balance_api: %s' % exc, file=sys.stderr)
+        return 2
     handler = {'migrate': cmd_migrate, 'serve': cmd_serve, 'verify': cmd_verify,
-               'prune-idempotency': cmd_prune_idempotency,
+               'prune-idempotency': cmd_prune_idempotency, 'create-key': cmd_create_key,
+               'list-keys': cmd_list_keys, 'revoke-key': cmd_revoke_key,
                'expire-points': cmd_expire_points, 'club-policy': cmd_club_policy}[args.command]
     return handler(settings, args)
 

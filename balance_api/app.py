@@ -1,7 +1,11 @@
 """The application factory: wires the database, the web plumbing and each domain's routes."""
-import falcon
+import logging
+
 import swagger_ui_bundle
 
+from .auth import keys as auth_keys
+from .auth.middleware import Authentication, AuthOff
+from .auth.openapi import PermitsPlugin
 from .config import Settings
 from .money import openapi as money_openapi
 from .money import routes as money_routes
@@ -13,6 +17,9 @@ from .web.commands import CommandRunner
 from .web.meta import DocsPage, Health, OpenApiDocument, Ready
 from .web.middleware import BodyLimit, DatabaseConnection, RequestId, RequestTarget
 from .web.openapi import build_spec
+from .web.routing import RoutesApp
+
+log = logging.getLogger('balance_api')
 
 
 def create_app(settings=None, db=None):
@@ -22,17 +29,25 @@ def create_app(settings=None, db=None):
                              busy_timeout=settings.sqlite_busy_timeout)
     database.initialize(db)
 
-    app = falcon.App(middleware=[RequestId(), RequestTarget(),
-                                 BodyLimit(settings.max_body_bytes), DatabaseConnection(db)])
+    if settings.auth:
+        access = Authentication(auth_keys.Authenticator(db))
+    else:
+        log.warning('BALANCE_API_AUTH=off: no key is asked for; anyone who reaches the port '
+                    'may read and move all money')
+        access = AuthOff()
+    app = RoutesApp(middleware=[RequestId(), RequestTarget(), BodyLimit(settings.max_body_bytes),
+                                DatabaseConnection(db), access])
     media.install(app)
 
     commands = CommandRunner(db)
-    money_routes.add_routes(app, db, commands)
+    money_routes.add_routes(app, db, commands,
+                            on_user_deleted=lambda uid: auth_keys.revoke_keys_of_user(db, uid))
     points_routes.add_routes(app, db, commands)
     app.add_route('/health', Health())
     app.add_route('/ready', Ready(db))
     app.add_route('/openapi.json', OpenApiDocument(
-        build_spec([money_openapi.add_to_spec, points_openapi.add_to_spec])))
+        build_spec([money_openapi.add_to_spec, points_openapi.add_to_spec],
+                   plugins=[PermitsPlugin(app.permits_by_route())])))
     app.add_route('/api/docs', DocsPage())
     app.add_static_route('/api/docs/static', swagger_ui_bundle.swagger_ui_path)
 

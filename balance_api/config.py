@@ -14,6 +14,8 @@ class Settings:
     # Seconds a SQLite writer waits for the write lock before giving up (503);
     # well below gunicorn's 30 s worker timeout.
     sqlite_busy_timeout: float = 10.0
+    # Off only when BALANCE_API_AUTH=off is set: then anyone may do anything.
+    auth: bool = True
 
     @classmethod
     def from_env(cls, environ=None):
@@ -24,4 +26,14 @@ class Settings:
             max_body_bytes=int(env.get('MAX_BODY_BYTES', defaults.max_body_bytes)),
             pool_size=int(env.get('DB_POOL_SIZE', defaults.pool_size)),
             sqlite_busy_timeout=float(env.get('SQLITE_BUSY_TIMEOUT', defaults.sqlite_busy_timeout)),
+            auth=auth_setting(env.get('BALANCE_API_AUTH')),
         )
+
+
+def auth_setting(value):
+    """BALANCE_API_AUTH: unset or ``on`` keeps keys required; only ``off`` turns them off."""
+    if value is None or value.strip().lower() in ('', 'on'):
+        return True
+    if value.strip().lower() == 'off':
+        return False
+    raise ValueError('BALANCE_API_AUTH is "on" or "off", not %r' % value)

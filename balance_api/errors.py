@@ -2,7 +2,7 @@
 
 An error is a numeric code, a message and an HTTP status; clients match on
 ``code``. Each domain keeps its own codes in its ``errors`` module (money:
-501-517 and 525-528); the ones here are the shared plumbing's: idempotency
+501-517 and 525-528, points 601-629, keys 701-729); the ones here are the shared plumbing's: idempotency
 keys 518-519, bodies and fields 520-524, routing, HTTP and the database
 529-540. Services raise them; only the error handlers
 (``balance_api.web.error_handlers``) know how they are rendered.
@@ -16,6 +16,8 @@ class ApiError(Exception):
     code = 500
     message = 'Internal server error'
     status = falcon.HTTP_500
+    # Sent with the answer (a 401's challenge).
+    headers = {}
 
     def __init__(self, detail=None):
         super().__init__(detail or self.message)

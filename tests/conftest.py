@@ -16,8 +16,10 @@ import pytest
 
 from balance_api import create_app
 from balance_api.config import Settings
-from balance_api.storage.db import migrate, open_database
-from gunicorn_server import ROOT, Server
+from balance_api.storage.db import database, migrate, open_database
+from gunicorn_server import ROOT, Server, bearer, create_key_in
+
+ADMIN_KEY_NAME = 'test-admin'
 
 PG_URL = os.environ.get('TEST_DATABASE_URL', 'postgresql://postgres@127.0.0.1:5432/test')
 REQUIRE_POSTGRES = os.environ.get('BALANCE_API_REQUIRE_POSTGRES') == '1'
@@ -61,7 +63,7 @@ def _empty_postgres(url):
     with db.connection_context():
         db.execute_sql('TRUNCATE posting, journal_entry, idempotency_record, points_draw, '
                        'points_transaction, points_entry, points_balance, points_member, '
-                       'points_club RESTART IDENTITY')
+                       'points_club, api_key RESTART IDENTITY')
         # Row 0, the external counterparty, belongs to the schema.
         db.execute_sql('DELETE FROM account WHERE id <> 0')
     db.close_all()
@@ -87,7 +89,21 @@ def app(database_url):
 
 
 @pytest.fixture
-def client(app):
+def admin_token(app):
+    """The token of an admin key in the test database."""
+    return create_key_in(database.obj, ADMIN_KEY_NAME, ['admin'])
+
+
+@pytest.fixture
+def client(app, admin_token):
+    """The API in-process, every request sent with an admin key (tests of
+    the keys themselves build clients of their own)."""
+    return falcon.testing.TestClient(app, headers=bearer(admin_token))
+
+
+@pytest.fixture
+def anonymous(app):
+    """The API in-process, with no key sent."""
     return falcon.testing.TestClient(app)
 
 

@@ -12,18 +12,57 @@ import requests
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _admin_key(database_url, name):
+    from balance_api.storage.db import migrate, open_database
+    db = open_database(database_url)
+    try:
+        with db.connection_context():
+            migrate(db)
+        return create_key_in(db, name, ['admin'])
+    finally:
+        if hasattr(db, 'close_all'):
+            db.close_all()
+
+
 def _free_port():
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
         return sock.getsockname()[1]
 
 
-class Server:
-    """The real service under gunicorn, started with ``python -m balance_api serve``."""
+def bearer(token):
+    return {'Authorization': 'Bearer ' + token}
 
-    def __init__(self, database_url, workers=3, extra_env=None):
+
+def create_key_in(db, name, permits, uid=None):
+    """Create a key straight in the database; returns its token."""
+    from balance_api.auth import keys
+    from balance_api.auth.models import ApiKey
+    opened = db.is_closed()
+    if opened:
+        db.connect()
+    try:
+        # This database, whatever the application's models are bound to now.
+        with db.bind_ctx([ApiKey]):
+            return keys.create_key(db, name, permits, uid=uid)
+    finally:
+        if opened:
+            db.close()
+
+
+class Server:
+    """The real service under gunicorn, started with ``python -m balance_api serve``.
+
+    An admin key is made for it before it starts (so it makes no bootstrap
+    key): ``session()`` sends it, ``headers`` holds it.
+    """
+
+    def __init__(self, database_url, workers=3, extra_env=None, admin_key=True):
         self.port = _free_port()
         self.url = 'http://127.0.0.1:%d' % self.port
+        self.headers = {}
+        if admin_key:
+            self.headers = bearer(_admin_key(database_url, 'server-%d' % self.port))
         env = {**os.environ, 'DATABASE_URL': database_url, **(extra_env or {})}
         # A file, not a pipe: nobody reads the log while the server runs.
         # The access log (stdout) and the error log (stderr) both go there.
@@ -33,6 +72,12 @@ class Server:
              '--workers', str(workers)],
             cwd=ROOT, env=env, stdout=self.log, stderr=self.log)
         self._wait_ready()
+
+    def session(self):
+        """A requests session that sends the server's admin key."""
+        session = requests.Session()
+        session.headers.update(self.headers)
+        return session
 
     def log_text(self):
         self.log.seek(0)

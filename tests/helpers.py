@@ -73,6 +73,13 @@ ERRORS = {
     614: (422, 'Events filter format is not correct'),
     615: (422, 'Events date format is not correct (use YYYY-MM-DD)'),
     616: (422, 'Events paging is not correct (limit and before_id are positive integers)'),
+    701: (401, 'An API key is required (Authorization: Bearer <token> or X-Client-Authorization)'),
+    702: (401, 'Authorization header format is not correct'),
+    703: (401, 'API key is not valid'),
+    704: (401, 'API key has been revoked'),
+    705: (401, 'API key has expired'),
+    706: (403, 'API key lacks the permit this operation needs'),
+    707: (403, 'API key may act only for the user it is bound to'),
 }
 
 MAX_USER_ID = 9223372036854775807
@@ -273,3 +280,10 @@ def _failing_trigger(db, table, event, sqlstate):
         with db.connection_context():
             db.execute_sql('DROP TRIGGER injected_failure ON %s' % table)
             db.execute_sql('DROP FUNCTION injected_failure()')
+
+
+def admin_client(app, db, name='test-admin'):
+    """A falcon test client of ``app`` that sends a new admin key of ``db``."""
+    import falcon.testing
+    from gunicorn_server import bearer, create_key_in
+    return falcon.testing.TestClient(app, headers=bearer(create_key_in(db, name, ['admin'])))

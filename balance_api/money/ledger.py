@@ -93,9 +93,12 @@ def _failures_as(error_class):
 
 
 class Ledger:
-    def __init__(self, db, clock=utc_now):
+    def __init__(self, db, clock=utc_now, on_user_deleted=None):
+        """``on_user_deleted(user_id)`` runs inside the deletion's transaction
+        (the keys bound to the user are revoked with it)."""
         self.db = db
         self.clock = clock
+        self.on_user_deleted = on_user_deleted
 
     # -- reads ---------------------------------------------------------
 
@@ -110,18 +113,22 @@ class Ledger:
             raise errors.UserNotFound()
         return Balance(*row)
 
-    def balances(self):
-        """Every user's balance, ordered by id, as a lazy query whose one
-        column is ``{"user_id": 2, "balance": "85.10"}`` (see sql_json)."""
+    def balances(self, user_id=None):
+        """Every user's balance (or only ``user_id``'s), ordered by id, as a
+        lazy query whose one column is ``{"user_id": 2, "balance": "85.10"}``
+        (see sql_json)."""
         row = sql_json.json_object([('user_id', sql_json.number(Account.id)),
                                     ('balance', sql_json.amount(self.db, Account.balance))])
-        return (Account.select(row)
-                .where((Account.id != EXTERNAL_ACCOUNT_ID) & Account.deleted_at.is_null())
-                .order_by(Account.id).tuples())
+        query = (Account.select(row)
+                 .where((Account.id != EXTERNAL_ACCOUNT_ID) & Account.deleted_at.is_null())
+                 .order_by(Account.id).tuples())
+        if user_id is not None:
+            query = query.where(Account.id == user_id)
+        return query
 
     # -- changes -------------------------------------------------------
 
-    def create_user(self, user_id, email=None, msisdn=None):
+    def create_user(self, user_id, email=None, msisdn=None, key_name=None):
         """Create a user with a zero balance; returns ``(Balance, created)``.
 
         Creating an existing user changes nothing and returns it. A deleted
@@ -133,7 +140,8 @@ class Ledger:
                         .on_conflict_ignore().as_rowcount().execute())
             if inserted:
                 self._post('user_add', EXTERNAL_ACCOUNT_ID, user_id, ZERO, None,
-                           [(user_id, GENESIS_HASH, ZERO, ZERO)], self._reserve([]))
+                           [(user_id, GENESIS_HASH, ZERO, ZERO)], self._reserve([]),
+                           key_name=key_name)
                 return Balance(user_id, ZERO), True
 
             accounts = self._lock([user_id])
@@ -151,7 +159,7 @@ class Ledger:
                 raise errors.ContactTaken() from exc
             self._post('user_add', EXTERNAL_ACCOUNT_ID, user_id, ZERO, None,
                        [(user_id, account.last_hash, ZERO, account.balance)],
-                       self._reserve([account]))
+                       self._reserve([account]), key_name=key_name)
             return Balance(user_id, account.balance), True
 
     def set_contact(self, user_id, **contact):
@@ -170,7 +178,7 @@ class Ledger:
                              .where(Account.id == user_id).tuples().get())
             return Contact(user_id, email, msisdn)
 
-    def delete_user(self, user_id):
+    def delete_user(self, user_id, key_name=None):
         """Delete a user whose balance is zero; its history stays."""
         with _failures_as(errors.UserDeleteFailed), write_transaction(self.db):
             account = self._existing(self._lock([user_id]), user_id)
@@ -179,15 +187,18 @@ class Ledger:
             reserved = self._reserve([account])
             self._post('user_delete', user_id, EXTERNAL_ACCOUNT_ID, ZERO, None,
                        [(user_id, account.last_hash, ZERO, ZERO)], reserved,
-                       extra={'deleted_at': reserved[1], 'email': None, 'msisdn': None})
+                       extra={'deleted_at': reserved[1], 'email': None, 'msisdn': None},
+                       key_name=key_name)
+            if self.on_user_deleted is not None:
+                self.on_user_deleted(user_id)
 
-    def change_balance(self, user_id, operation, amount, description=None):
+    def change_balance(self, user_id, operation, amount, description=None, key_name=None):
         """Add money to (``add``) or take it from (``sub``) one user."""
         if operation not in ('add', 'sub'):
             raise errors.OperationMismatch()
         if is_postgres(self.db):
             _, balance = self._post_on_server('balance_' + operation, EXTERNAL_ACCOUNT_ID,
-                                              user_id, amount, description)
+                                              user_id, amount, description, key_name)
             return Balance(user_id, balance)
         with _failures_as(errors.BalanceChangeFailed), write_transaction(self.db):
             account = self._existing(self._lock([user_id]), user_id)
@@ -195,16 +206,17 @@ class Ledger:
             after = self._checked(account.balance + delta)
             self._post('balance_' + operation, EXTERNAL_ACCOUNT_ID, user_id, amount, description,
                        [(user_id, account.last_hash, delta, after),
-                        (EXTERNAL_ACCOUNT_ID, None, -delta, None)], self._reserve([account]))
+                        (EXTERNAL_ACCOUNT_ID, None, -delta, None)], self._reserve([account]),
+                       key_name=key_name)
             return Balance(user_id, after)
 
-    def transfer(self, sender_id, receiver_id, amount, description=None):
+    def transfer(self, sender_id, receiver_id, amount, description=None, key_name=None):
         """Move money between two users; returns both balances ordered by id."""
         if sender_id == receiver_id:
             raise errors.SameSenderReceiver()
         if is_postgres(self.db):
             sender_after, receiver_after = self._post_on_server(
-                'balance_transfer', sender_id, receiver_id, amount, description)
+                'balance_transfer', sender_id, receiver_id, amount, description, key_name)
             return sorted([Balance(sender_id, sender_after), Balance(receiver_id, receiver_after)])
         with _failures_as(errors.BalanceChangeFailed), write_transaction(self.db):
             accounts = self._lock([sender_id, receiver_id])
@@ -215,12 +227,12 @@ class Ledger:
             self._post('balance_transfer', sender_id, receiver_id, amount, description,
                        [(sender_id, sender.last_hash, -amount, sender_after),
                         (receiver_id, receiver.last_hash, amount, receiver_after)],
-                       self._reserve([sender, receiver]))
+                       self._reserve([sender, receiver]), key_name=key_name)
             return sorted([Balance(sender_id, sender_after), Balance(receiver_id, receiver_after)])
 
     # -- internals -----------------------------------------------------
 
-    def _post_on_server(self, operation, sender_id, receiver_id, amount, description):
+    def _post_on_server(self, operation, sender_id, receiver_id, amount, description, key_name):
         """A deposit, withdrawal or transfer as one statement (PostgreSQL).
 
         Alone it is its own transaction; inside a caller's (an idempotency
@@ -231,7 +243,7 @@ class Ledger:
         try:
             refusal, sender_after, receiver_after = pg_sql.post(
                 self.db, operation, sender_id, receiver_id, amount,
-                description or new_transaction_hash())
+                description or new_transaction_hash(), key_name)
         except (peewee.OperationalError, peewee.InterfaceError):
             raise
         except peewee.DatabaseError as exc:
@@ -289,7 +301,7 @@ class Ledger:
         return balance
 
     def _post(self, operation, sender_id, receiver_id, amount, description, legs, reserved,
-              extra=None):
+              extra=None, key_name=None):
         """Write one journal entry, its postings and the new account states.
 
         ``legs`` are ``(account_id, previous_hash, signed_amount,
@@ -308,7 +320,7 @@ class Ledger:
                 journal_id = JournalEntry.insert(
                     created_at=now, operation=operation, sender_id=sender_id,
                     receiver_id=receiver_id, amount=amount,
-                    transaction_description=description).execute()
+                    transaction_description=description, key_name=key_name).execute()
         postings, updates = [], []
         for account_id, previous_hash, delta, after in legs:
             digest = posting_hash(
@@ -321,7 +333,8 @@ class Ledger:
                 updates.append((account_id, after, digest))
 
         if one_statement:
-            entry = (journal_id, now, operation, sender_id, receiver_id, amount, description)
+            entry = (journal_id, now, operation, sender_id, receiver_id, amount, description,
+                     key_name)
             with _journal_write_failures():
                 pg_sql.write_entry(self.db, entry, postings, updates, extra)
             return journal_id

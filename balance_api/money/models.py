@@ -42,6 +42,8 @@ class JournalEntry(BaseModel):
     receiver_id = peewee.BigIntegerField()
     amount = MoneyField(column_name='sum')
     transaction_description = peewee.CharField(max_length=255)
+    # The API key that made the change (None before keys, or with auth off).
+    key_name = peewee.CharField(max_length=64, null=True)
 
 
 class Posting(BaseModel):

@@ -144,8 +144,8 @@ def reserve_entry(db):
 
 
 _ENTRY = ('entry AS (INSERT INTO journal_entry '
-          '(id, created_at, operation, sender_id, receiver_id, sum, transaction_description) '
-          'VALUES (%s, %s, %s, %s, %s, %s, %s))')
+          '(id, created_at, operation, sender_id, receiver_id, sum, transaction_description, '
+          'key_name) VALUES (%s, %s, %s, %s, %s, %s, %s, %s))')
 _POSTINGS = ('legs AS (INSERT INTO posting '
              '(journal_id, account_id, amount, balance_after, created_at, hash) VALUES %s)')
 _POSTING_ROW = '(%s, %s, %s, %s, %s, %s)'
@@ -170,7 +170,7 @@ def write_entry(db, entry, postings, changes, extra=None):
     """Write a journal entry, its postings and the accounts' new states.
 
     ``entry`` is ``(id, created_at, operation, sender_id, receiver_id,
-    amount, description)``; ``postings`` are ``(journal_id, account_id,
+    amount, description, key_name)``; ``postings`` are ``(journal_id, account_id,
     amount, balance_after, created_at, hash)``; ``changes`` are
     ``(account_id, balance, last_hash)`` (at least one), each account's
     last_posted_at becoming the entry's time; ``extra`` sets more columns on
@@ -181,9 +181,9 @@ def write_entry(db, entry, postings, changes, extra=None):
     if not _EXTRA_COLUMNS.issuperset(extra):
         raise ValueError('cannot set %s' % sorted(set(extra) - _EXTRA_COLUMNS))
     columns = tuple(sorted(extra))
-    entry_id, created_at, operation, sender_id, receiver_id, amount, description = entry
+    entry_id, created_at, operation, sender_id, receiver_id, amount, description, key_name = entry
     params = [entry_id, created_at, operation, sender_id, receiver_id,
-              format_amount(amount), description]
+              format_amount(amount), description, key_name]
     for journal_id, account_id, delta, after, moment, digest in postings:
         params += [journal_id, account_id, format_amount(delta),
                    None if after is None else format_amount(after), moment, digest]
@@ -195,16 +195,18 @@ def write_entry(db, entry, postings, changes, extra=None):
 
 
 _POST = preparable(
-    'SELECT refusal, sender_balance, receiver_balance FROM ledger_post(%s, %s, %s, %s, %s)')
+    'SELECT refusal, sender_balance, receiver_balance FROM ledger_post(%s, %s, %s, %s, %s, %s)')
 
 
-def post(db, operation, sender_id, receiver_id, amount, description):
+def post(db, operation, sender_id, receiver_id, amount, description, key_name=None):
     """Run one deposit, withdrawal or transfer on the server (migrations 0003
-    and 0004; the entry's time is the database's, taken after the locks).
+    and 0004; the entry's time is the database's, taken after the locks;
+    ``key_name`` names the API key that made it, migration 0007).
 
     Returns ``(refusal, sender_balance, receiver_balance)``: refusal is 0 or
     the API error code of the rule that refused the change (nothing written
     then); a deposit's or withdrawal's sender balance is None. Raises
     peewee's exceptions, as ``write_entry`` does.
     """
-    return run(db, _POST, (operation, sender_id, receiver_id, amount, description)).fetchone()
+    return run(db, _POST, (operation, sender_id, receiver_id, amount, description,
+                           key_name)).fetchone()

@@ -4,10 +4,11 @@ from .resources import (BalanceCollection, BalanceItem, History, Transfer, UserC
                         UserDelete, UserItem)
 
 
-def add_routes(app, db, commands):
+def add_routes(app, db, commands, on_user_deleted=None):
     """Serve the money API on ``app``: ``commands`` runs its mutating
-    requests once per Idempotency-Key."""
-    ledger = Ledger(db)
+    requests once per Idempotency-Key; ``on_user_deleted(user_id)`` runs in
+    each deletion's transaction."""
+    ledger = Ledger(db, on_user_deleted=on_user_deleted)
     app.add_route('/balance', BalanceCollection(ledger))
     app.add_route('/balance/{user_id}', BalanceItem(ledger, commands))
     app.add_route('/user', UserCollection(ledger, commands))

@@ -44,6 +44,7 @@ class Details(NamedTuple):
     receipt_id: object = None
     properties: object = None  # a dict, stored as JSON
     reported: object = None    # a dict, stored as JSON
+    key_name: object = None    # the API key that made the change
 
 
 class Written(NamedTuple):
@@ -133,11 +134,11 @@ class PointsLedger:
             return self._take(member_id, found, wallet, payer, -points, event_type, event_at,
                               transaction_id, details)
 
-    def spend(self, member_id, points, club=DEFAULT_CLUB, wallet=DEFAULT_WALLET):
+    def spend(self, member_id, points, club=DEFAULT_CLUB, wallet=DEFAULT_WALLET, key_name=None):
         """Spend ``points`` (positive) now, oldest first; returns ``[(payer, -points)]``
         in the order drawn."""
         written = self.post(member_id, -points, event_type='use', event_at=self.clock(),
-                            club=club, wallet=wallet)
+                            club=club, wallet=wallet, details=Details(key_name=key_name))
         return [(entry.payer, entry.points) for entry in written]
 
     def lock_members(self, member_ids):
@@ -184,7 +185,8 @@ class PointsLedger:
                 transaction_id=transaction_id, event=details.event, message=details.message,
                 store_id=details.store_id, receipt_id=details.receipt_id,
                 properties=_json_text(details.properties),
-                reported=_json_text(details.reported), today=now.date(), now=now)
+                reported=_json_text(details.reported), today=now.date(), now=now,
+                key_name=details.key_name)
             if rows[0].refusal:
                 # Raised inside the transaction: the club and the member's
                 # points row it may have created go with it.
@@ -406,7 +408,7 @@ class PointsLedger:
             transaction_id=transaction_id, event=details.event, message=details.message,
             store_id=details.store_id, receipt_id=details.receipt_id,
             properties=_json_text(details.properties), reported=_json_text(details.reported),
-            created_at=self.clock(), hash=digest).execute()
+            created_at=self.clock(), hash=digest, key_name=details.key_name).execute()
         if draws:
             PointsDraw.insert_many([{'entry': entry_id, 'grant': grant_id, 'points': drawn}
                                     for grant_id, drawn in draws]).execute()

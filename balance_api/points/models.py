@@ -61,6 +61,8 @@ class PointsEntry(BaseModel):
     reported = peewee.TextField(null=True)
     created_at = peewee.DateTimeField()
     hash = peewee.CharField(max_length=64)
+    # The API key that made the change (None before keys, with auth off, or a sweep).
+    key_name = peewee.CharField(max_length=64, null=True)
 
 
 class PointsDraw(BaseModel):

@@ -26,15 +26,15 @@ _POST = preparable(
     'SELECT refusal, entry_id, entry_payer, entry_points, wallet_balance FROM points_post('
     '%s::bigint, %s::text, %s::text, %s::text, %s::bigint, %s::text, %s::timestamp, %s::date, '
     '%s::text, %s::text, %s::text, %s::text, %s::text, %s::text, %s::text, %s::date, '
-    '%s::timestamp)')
+    '%s::timestamp, %s::text)')
 
 
 def post(db, member_id, points, *, club, wallet, payer, event_type, event_at, expires_on,
          transaction_id, event, message, store_id, receipt_id, properties, reported, today,
-         now):
+         now, key_name):
     """Post one movement of points on the server; returns its ``Posted`` rows:
     one with a refusal, or one per entry written (one per payer drawn)."""
     rows = run(db, _POST, (member_id, club, wallet, payer, points, event_type, event_at,
                            expires_on, transaction_id, event, message, store_id, receipt_id,
-                           properties, reported, today, now)).fetchall()
+                           properties, reported, today, now, key_name)).fetchall()
     return [Posted(*row) for row in rows]

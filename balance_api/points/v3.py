@@ -14,6 +14,7 @@ import re
 import falcon
 from marshmallow import Schema, ValidationError, fields, validate
 
+from ..auth import permits
 from ..clock import utc_now
 from ..money import members
 from ..money.errors import InvalidUserId, UserNotFound
@@ -220,7 +221,7 @@ def find_member(identifier_type, identifier):
     return members.find(**{identifier_type: identifier})
 
 
-def _details(item):
+def _details(item, key_name=None):
     reported = {name: item.get(name) for name in
                 ('wallet_new_balance', 'expiry_points_date', 'expiry_points_balance')
                 if item.get(name) is not None}
@@ -228,10 +229,11 @@ def _details(item):
         reported['expiry_points_date'] = reported['expiry_points_date'].isoformat()
     return Details(event=item.get('event'), message=item.get('message'),
                    store_id=item.get('store_id'), receipt_id=item.get('receipt_id'),
-                   properties=item.get('additional_properties'), reported=reported or None)
+                   properties=item.get('additional_properties'), reported=reported or None,
+                   key_name=key_name)
 
 
-def apply_batch(ledger, club, items, now):
+def apply_batch(ledger, club, items, now, key_name=None):
     """Post every item in one transaction; returns each item's feedback, in order."""
     with write_transaction(ledger.db):
         found = [find_member(item['identifier_type'], item['identifier']) for item in items]
@@ -248,7 +250,8 @@ def apply_batch(ledger, club, items, now):
                 ledger.post(member, item['amount'], event_type=item['event_type'],
                             event_at=item.get('event_date') or now, club=club,
                             wallet=item.get('wallet') or DEFAULT_WALLET,
-                            transaction_id=item.get('transaction_id'), details=_details(item))
+                            transaction_id=item.get('transaction_id'),
+                            details=_details(item, key_name))
             except UserNotFound:
                 status = MEMBER_NOT_FOUND
             except _REFUSALS as refusal:
@@ -262,6 +265,8 @@ def apply_batch(ledger, club, items, now):
 
 class ClubTransactions:
     """POST /v3/{club}/transactions/points: a batch of points transactions."""
+
+    permits = {'POST': permits.POINTS_CREATE}
 
     # 1,000 items of a few hundred bytes each, with room for their
     # additional properties.
@@ -280,9 +285,16 @@ class ClubTransactions:
             resp.media = malformed.answer()
             return
 
+        caller = req.context.caller
+        if caller.uid is not None:
+            # Every item must be the bound user's: an unknown one is not it either.
+            caller.check_users(find_member(item['identifier_type'], item['identifier'])
+                               for item in items)
+
         def apply():
             # A retry is the same batch: items without an event_date are dated as the first was.
-            return Outcome(200, apply_batch(self.ledger, club, items, utc_now()))
+            return Outcome(200, apply_batch(self.ledger, club, items, utc_now(),
+                                            key_name=caller.key_name))
 
         self.commands.run(req, resp, {'items': items}, apply, {'club': club})
 
@@ -290,6 +302,8 @@ class ClubTransactions:
 class MemberWallets(AnswersHead):
     """GET /v3/{club}/transactions/points/by_member_id/{member_id} (by_msisdn, by_email):
     points per wallet."""
+
+    permits = {'GET': permits.POINTS_GET}
 
     def __init__(self, ledger, identifier_type, parameter):
         self.ledger = ledger
@@ -302,6 +316,8 @@ class MemberWallets(AnswersHead):
         if self.identifier_type == 'id' and parse_user_id(identifier) is None:
             raise InvalidUserId()
         member = find_member(self.identifier_type, identifier)
+        # Before "no such member": a bound key learns nothing of other users.
+        req.context.caller.check_user(member)
         if member is None:
             raise UserNotFound()
         resp.media = self.ledger.wallet_balances(member, club)
@@ -309,6 +325,8 @@ class MemberWallets(AnswersHead):
 
 class MemberEvents(AnswersHead):
     """GET /v3/{club}/transactions/points/events/{member_id}: newest first, streamed."""
+
+    permits = {'GET': permits.POINTS_LIST}
 
     # Validation needs no database; the stream opens its own connection.
     uses_database = False
@@ -321,5 +339,6 @@ class MemberEvents(AnswersHead):
         member = parse_user_id(member_id)
         if member is None:
             raise InvalidUserId()
+        req.context.caller.check_user(member)
         query = events.parse_query(req.query_string)
         respond(resp, self.db, events.statement(member, club, query, self.db))

@@ -9,7 +9,10 @@ operator of this service looks for: the request time in seconds and the
 request id the service answered with (``X-Request-ID``), so a log line leads
 to the error log's entry for the same request.
 
-    127.0.0.1 - - [23/Nov/2026:22:30:00 +0000] "PUT /transfer HTTP/1.1" 200 57 "-" "curl/8.5.0" 0.001234 "5f0c..."
+    127.0.0.1 - shop-1 [23/Nov/2026:22:30:00 +0000] "PUT /transfer HTTP/1.1" 200 57 "-" "curl/8.5.0" 0.001234 "5f0c..."
+
+The user field names the API key the request was made with (``-`` when
+none was verified); never its token.
 
 Every field is escaped as Apache escapes it (``balance_api.web.log_text``): a
 header may carry C1 controls such as U+0085, which gunicorn's parser lets
@@ -32,6 +35,8 @@ from gunicorn.config import AccessLogFormat
 from .log_text import log_field, one_line, quoted_log_field
 
 _REQUEST_ID = 'x-request-id'
+# The API key's name, put there by the authentication (the "user" field).
+KEY_NAME_ENVIRON = 'balance_api.key_name'
 APPLICATION_LOGGER = 'balance_api'
 
 
@@ -79,8 +84,9 @@ class AccessLogger(glogging.Logger):
         if isinstance(status, str):
             status = status.split(None, 1)[0]
         sent = getattr(resp, 'sent', None)
-        line = '%s - - %s "%s %s %s" %s %s %s %s %d.%06d %s' % (
-            log_field(environ.get('REMOTE_ADDR', '-')), self.now(),
+        line = '%s - %s %s "%s %s %s" %s %s %s %s %d.%06d %s' % (
+            log_field(environ.get('REMOTE_ADDR', '-')),
+            log_field(environ.get(KEY_NAME_ENVIRON) or '-'), self.now(),
             log_field(environ['REQUEST_METHOD']), log_field(environ['RAW_URI']),
             log_field(environ['SERVER_PROTOCOL']),
             log_field(str(status)), sent if sent is not None else '-',

@@ -48,9 +48,11 @@ class CommandRunner:
         if key:
             fingerprint = idempotency.fingerprint(req.method, req.uri_template,
                                                   path_params or {}, payload)
+        caller = getattr(req.context, 'caller', None)
         outcome = idempotency.execute(
             self.db, key, fingerprint, operation,
-            also_matching=lambda: idempotency.earlier_fingerprints(req.method, req.path, payload))
+            also_matching=lambda: idempotency.earlier_fingerprints(req.method, req.path, payload),
+            owner=caller.idempotency_owner if caller is not None else '')
         resp.status = falcon.code_to_http_status(outcome.status)
         resp.media = outcome.body
         if outcome.replayed:

@@ -41,7 +41,7 @@ def _request_id(req):
 def handle_api_error(req, resp, ex, params):
     if ex.status.startswith('5'):
         log.error('request %s failed: %d %s', _request_id(req), ex.code, ex.detail or ex.message)
-    _render(resp, ex)
+    _render(resp, ex, ex.headers)
 
 
 def handle_http_error(req, resp, ex, params):

@@ -26,11 +26,17 @@ class IdempotencyRecord(BaseModel):
     """The first answer to a request sent with an Idempotency-Key (every
     domain's mutating requests share the one table)."""
 
-    key = peewee.CharField(max_length=255, primary_key=True)
+    # The API key the Idempotency-Key belongs to ('' with auth off, and for
+    # records stored before keys existed).
+    owner = peewee.CharField(max_length=64)
+    key = peewee.CharField(max_length=255)
     fingerprint = peewee.CharField(max_length=64)
     status = peewee.IntegerField()
     body = peewee.TextField()
     created_at = peewee.DateTimeField(index=True)
+
+    class Meta:
+        primary_key = peewee.CompositeKey('owner', 'key')
 
 
 # Visible ASCII without the comma that joins repeated header fields.
@@ -72,8 +78,10 @@ def validate_key(key):
     return key
 
 
-def execute(db, key, request_fingerprint, operation, clock=utc_now, also_matching=None):
-    """Run ``operation() -> Outcome`` once per key.
+def execute(db, key, request_fingerprint, operation, clock=utc_now, also_matching=None,
+            owner=''):
+    """Run ``operation() -> Outcome`` once per key of ``owner`` (an API key's
+    name: the same string from two API keys names two requests).
 
     Without a key the operation simply runs; it owns its transaction.
     ``also_matching()``, when given, names other fingerprints a stored
@@ -84,11 +92,21 @@ def execute(db, key, request_fingerprint, operation, clock=utc_now, also_matchin
 
     with write_transaction(db):
         claimed = (IdempotencyRecord
-                   .insert(key=key, fingerprint=request_fingerprint, status=0, body='',
-                           created_at=clock())
+                   .insert(owner=owner, key=key, fingerprint=request_fingerprint, status=0,
+                           body='', created_at=clock())
                    .on_conflict_ignore().as_rowcount().execute())
+        mine = (IdempotencyRecord.owner == owner) & (IdempotencyRecord.key == key)
+        if claimed and owner and _legacy_records_exist():
+            # A retry of a request first sent before keys existed (stored as
+            # nobody's) is a replay of it, not a second execution.
+            legacy = IdempotencyRecord.get_or_none(
+                (IdempotencyRecord.owner == '') & (IdempotencyRecord.key == key))
+            if legacy is not None:
+                IdempotencyRecord.delete().where(mine).execute()
+                claimed, mine = False, (IdempotencyRecord.owner == '') & (
+                    IdempotencyRecord.key == key)
         if not claimed:
-            record = IdempotencyRecord.get(IdempotencyRecord.key == key)
+            record = IdempotencyRecord.get(mine)
             if record.fingerprint != request_fingerprint and (
                     also_matching is None or record.fingerprint not in also_matching()):
                 raise errors.IdempotencyKeyReused()
@@ -105,8 +123,21 @@ def execute(db, key, request_fingerprint, operation, clock=utc_now, also_matchin
 
         (IdempotencyRecord
          .update(status=outcome.status, body=json.dumps(outcome.body))
-         .where(IdempotencyRecord.key == key).execute())
+         .where(mine).execute())
         return outcome
+
+
+_legacy_checked = []
+
+
+def _legacy_records_exist():
+    """Whether records stored before keys existed were still there when this
+    process first looked (they are pruned within days; new ones are never made
+    with auth on)."""
+    if not _legacy_checked:
+        _legacy_checked.append(
+            IdempotencyRecord.select().where(IdempotencyRecord.owner == '').exists())
+    return _legacy_checked[0]
 
 
 def prune(db, older_than, clock=utc_now):

@@ -27,6 +27,8 @@ DOCS_PAGE = '''<!doctype html>
 class Health(AnswersHead):
     """GET /health: the process is up (no database involved)."""
 
+    # Open without a key.
+    public = True
     uses_database = False
 
     def on_get(self, req, resp):
@@ -35,6 +37,9 @@ class Health(AnswersHead):
 
 class Ready(AnswersHead):
     """GET /ready: the database answers."""
+
+    # Open without a key.
+    public = True
 
     def __init__(self, db):
         self.db = db
@@ -50,6 +55,8 @@ class Ready(AnswersHead):
 class OpenApiDocument(AnswersHead):
     """GET /openapi.json, generated once from the schemas."""
 
+    # Open without a key.
+    public = True
     uses_database = False
 
     def __init__(self, spec):
@@ -63,6 +70,8 @@ class OpenApiDocument(AnswersHead):
 class DocsPage(AnswersHead):
     """GET /api/docs: a readable page over /openapi.json, with assets served locally."""
 
+    # Open without a key.
+    public = True
     uses_database = False
 
     def on_get(self, req, resp):

@@ -67,12 +67,14 @@ BODY_ERRORS = (errors.BodyTooLarge.code, errors.LengthRequired.code,
 KEY_ERRORS = (errors.IdempotencyKeyReused.code, errors.InvalidIdempotencyKey.code)
 
 
-def build_spec(domains):
+def build_spec(domains, plugins=()):
     """The whole document: ``domains`` are functions ``(spec, plugin)`` that
-    add their schemas and operations."""
+    add their schemas and operations; ``plugins`` are more apispec plugins
+    (the keys' permits on every operation)."""
     plugin = MarshmallowPlugin()
     spec = APISpec(
-        title='balance_api', version='1.0.0', openapi_version='3.0.3', plugins=[plugin],
+        title='balance_api', version='1.0.0', openapi_version='3.0.3',
+        plugins=[plugin, *plugins],
         info={'description': 'Balances, transfers and a tamper-evident audit journal. '
                              'Amounts are decimal strings with two places. Every error is '
                              '`{"code", "message"}`:\n\n' + _error_table()})

@@ -20,9 +20,10 @@ def _random_amount(rng):
     return Decimal(rng.randint(1, 12000)) / 100
 
 
-def _client(base, seed, results):
+def _client(server, seed, results):
+    base = server.url
     rng = random.Random(seed)
-    session = requests.Session()
+    session = server.session()
     for _ in range(REQUESTS_PER_THREAD):
         amount = _random_amount(rng)
         description = uuid.uuid4().hex
@@ -42,14 +43,15 @@ def _client(base, seed, results):
 
 
 def test_concurrent_transfers_keep_every_invariant(server, database_url):
+    http = server.session()
     base = server.url
     for uid in USERS:
-        assert requests.post(base + '/user', data={'uid': uid}).status_code == 201
-        assert requests.put(base + '/balance/%d' % uid,
-                            data={'operation': 'add', 'balance': str(OPENING)}).status_code == 200
+        assert http.post(base + '/user', data={'uid': uid}).status_code == 201
+        assert http.put(base + '/balance/%d' % uid,
+                        data={'operation': 'add', 'balance': str(OPENING)}).status_code == 200
 
     results = []
-    threads = [threading.Thread(target=_client, args=(base, seed, results))
+    threads = [threading.Thread(target=_client, args=(server, seed, results))
                for seed in range(THREADS)]
     for thread in threads:
         thread.start()
@@ -66,7 +68,7 @@ def test_concurrent_transfers_keep_every_invariant(server, database_url):
 
     deposits = sum(a for kind, a, _, status, _ in results if kind == 'add' and status == 200)
     withdrawals = sum(a for kind, a, _, status, _ in results if kind == 'sub' and status == 200)
-    balances = requests.get(base + '/balance').json()
+    balances = http.get(base + '/balance').json()
     assert sorted(b['user_id'] for b in balances) == USERS
     total = sum(Decimal(b['balance']) for b in balances)
     assert total == OPENING * len(USERS) + deposits - withdrawals
@@ -74,7 +76,7 @@ def test_concurrent_transfers_keep_every_invariant(server, database_url):
 
     # Every answered change has exactly one journal row; refusals have none.
     by_description = Counter(row['transaction_description']
-                             for row in requests.get(base + '/history').json())
+                             for row in http.get(base + '/history').json())
     for kind, _, description, status, _ in results:
         assert by_description[description] == (1 if status == 200 else 0), (kind, status)
 

@@ -15,37 +15,40 @@ from balance_api.storage.db import open_database
 
 
 def test_form_encoded_clients_work_end_to_end(server):
+    http = server.session()
     base = server.url
-    assert requests.post(base + '/user', data={'uid': 12}).json() == {'user_id': 12, 'balance': '0.00'}
-    assert requests.post(base + '/user', data={'uid': 13}).status_code == 201
+    assert http.post(base + '/user', data={'uid': 12}).json() == {'user_id': 12, 'balance': '0.00'}
+    assert http.post(base + '/user', data={'uid': 13}).status_code == 201
     # requests form-encodes `data`, as the existing clients do.
-    added = requests.put(base + '/balance/12', data={'operation': 'add', 'balance': '32.40'})
+    added = http.put(base + '/balance/12', data={'operation': 'add', 'balance': '32.40'})
     assert (added.status_code, added.json()) == (200, {'user_id': 12, 'balance': '32.40'})
-    moved = requests.put(base + '/transfer',
-                         data={'sender_id': 12, 'receiver_id': 13, 'balance': '2.4'})
+    moved = http.put(base + '/transfer',
+                     data={'sender_id': 12, 'receiver_id': 13, 'balance': '2.4'})
     assert moved.json() == [{'user_id': 12, 'balance': '30.00'}, {'user_id': 13, 'balance': '2.40'}]
-    refused = requests.put(base + '/balance/13', data={'operation': 'sub', 'balance': '2.41'})
+    refused = http.put(base + '/balance/13', data={'operation': 'sub', 'balance': '2.41'})
     assert (refused.status_code, refused.json()) == (
         409, {'code': 505, 'message': 'User has not enough money'})
 
-    rows = requests.get(base + '/history/uid=12').json()
+    rows = http.get(base + '/history/uid=12').json()
     assert [(r['operation'], r['sender_id'], r['receiver_id'], r['sum']) for r in rows] == [
         ('user_add', 0, 12, '0.00'), ('balance_add', 0, 12, '32.40'),
         ('balance_transfer', 12, 13, '2.40')]
-    assert requests.get(base + '/history?uid=12').json() == rows
-    assert requests.get(base + '/balance').json() == [
+    assert http.get(base + '/history?uid=12').json() == rows
+    assert http.get(base + '/balance').json() == [
         {'user_id': 12, 'balance': '30.00'}, {'user_id': 13, 'balance': '2.40'}]
 
 
 def test_access_log_line_names_the_request_id(server):
+    http = server.session()
     request_id = 'e2e-' + uuid.uuid4().hex
-    answer = requests.get(server.url + '/balance/424242', headers={
+    answer = http.get(server.url + '/balance/424242', headers={
         'X-Request-ID': request_id, 'User-Agent': 'probe "quoted"'})
     assert answer.status_code == 404
+    # The user field names the key (server.headers' key is server-<port>).
     pattern = re.compile(
-        r'^127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] '
+        r'^127\.0\.0\.1 - server-%d \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] '
         r'"GET /balance/424242 HTTP/1\.1" 404 %d "-" "probe \\"quoted\\"" '
-        r'\d+\.\d{6} "%s"$' % (len(answer.content), request_id), re.M)
+        r'\d+\.\d{6} "%s"$' % (server.port, len(answer.content), request_id), re.M)
     # The line is written after the answer is sent.
     deadline = time.monotonic() + 5
     while not pattern.search(server.log_text()) and time.monotonic() < deadline:
@@ -54,13 +57,14 @@ def test_access_log_line_names_the_request_id(server):
 
 
 def test_http_errors_are_numbered_json(server):
+    http = server.session()
     base = server.url
     cases = [
-        requests.get(base + '/no/such/route'),
-        requests.post(base + '/balance/1', data={'x': 1}),
-        requests.put(base + '/transfer', data='x' * (65 * 1024),
-                     headers={'Content-Type': 'application/x-www-form-urlencoded'}),
-        requests.put(base + '/transfer', data=b'sender_id=1', headers={'Content-Type': 'text/plain'}),
+        http.get(base + '/no/such/route'),
+        http.post(base + '/balance/1', data={'x': 1}),
+        http.put(base + '/transfer', data='x' * (65 * 1024),
+                 headers={'Content-Type': 'application/x-www-form-urlencoded'}),
+        http.put(base + '/transfer', data=b'sender_id=1', headers={'Content-Type': 'text/plain'}),
     ]
     assert [(r.status_code, r.json()['code']) for r in cases] == [
         (404, 529), (405, 530), (413, 520), (415, 522)]
@@ -70,19 +74,21 @@ def test_http_errors_are_numbered_json(server):
 
 
 def test_idempotent_retry_over_http(server):
+    http = server.session()
     base = server.url
-    requests.post(base + '/user', data={'uid': 1})
+    http.post(base + '/user', data={'uid': 1})
     headers = {'Idempotency-Key': uuid.uuid4().hex}
-    first = requests.put(base + '/balance/1', data={'operation': 'add', 'balance': '5'},
-                         headers=headers)
-    again = requests.put(base + '/balance/1', data={'operation': 'add', 'balance': '5.00'},
-                         headers=headers)
+    first = http.put(base + '/balance/1', data={'operation': 'add', 'balance': '5'},
+                     headers=headers)
+    again = http.put(base + '/balance/1', data={'operation': 'add', 'balance': '5.00'},
+                     headers=headers)
     assert first.json() == again.json() == {'user_id': 1, 'balance': '5.00'}
     assert again.headers.get('Idempotent-Replayed') == 'true'
-    assert requests.get(base + '/balance/1').json()['balance'] == '5.00'
+    assert http.get(base + '/balance/1').json()['balance'] == '5.00'
 
 
 def test_docs_page_works_offline(server):
+    # Open without a key.
     page = requests.get(server.url + '/api/docs')
     assert page.status_code == 200 and 'swagger-ui-bundle.js' in page.text
     for asset in ('swagger-ui-bundle.js', 'swagger-ui.css'):

@@ -205,9 +205,10 @@ def test_a_clock_behind_the_last_posting_still_dates_the_next_one_later(
 USERS = [11, 12, 13, 14]
 
 
-def _writer(base, seed, stop, answered):
+def _writer(server, seed, stop, answered):
+    base = server.url
     rng = random.Random(seed)
-    session = requests.Session()
+    session = server.session()
     new_user = 100000 * (seed + 1)
     while not stop.is_set():
         choice = rng.random()
@@ -229,19 +230,20 @@ def _writer(base, seed, stop, answered):
 
 
 def test_paging_under_concurrent_writers_sees_every_row_once(server, database_url):
+    http = server.session()
     base = server.url
     for uid in USERS:
-        assert requests.post(base + '/user', data={'uid': uid}).status_code == 201
-        assert requests.put(base + '/balance/%d' % uid,
-                            data={'operation': 'add', 'balance': '100'}).status_code == 200
+        assert http.post(base + '/user', data={'uid': uid}).status_code == 201
+        assert http.put(base + '/balance/%d' % uid,
+                        data={'operation': 'add', 'balance': '100'}).status_code == 200
     stop, answered = threading.Event(), []
-    writers = [threading.Thread(target=_writer, args=(base, seed, stop, answered))
+    writers = [threading.Thread(target=_writer, args=(server, seed, stop, answered))
                for seed in range(6)]
     for writer in writers:
         writer.start()
     seen, last, pages = [], 0, 0
     deadline = time.monotonic() + 6
-    session = requests.Session()
+    session = server.session()
     try:
         while time.monotonic() < deadline:
             page = session.get(base + '/history?after_id=%d&limit=%d'

@@ -15,7 +15,6 @@ from decimal import Decimal
 from typing import Any, NamedTuple, Optional
 from urllib.parse import urlencode
 
-import falcon.testing
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, precondition,
@@ -25,6 +24,7 @@ from balance_api import create_app, errors
 from balance_api.config import Settings
 from balance_api.storage.db import is_postgres, open_database
 from balance_api.money.verify import verify_ledger
+from helpers import admin_client
 
 SETTINGS = settings(max_examples=40, stateful_step_count=30, deadline=None, derandomize=True,
                     database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -552,7 +552,7 @@ def test_api_matches_model(database_url):
     db = open_database(database_url)
     app = create_app(Settings(database_url=database_url), db=db)
     machine = type('LedgerMachine', (LedgerMachine,),
-                   {'client': falcon.testing.TestClient(app), 'db': db})
+                   {'client': admin_client(app, db), 'db': db})
     try:
         run_state_machine_as_test(machine, settings=SETTINGS)
     finally:

@@ -15,6 +15,7 @@ from balance_api import create_app
 from balance_api.config import Settings
 from balance_api.storage.db import database, open_database
 from balance_api.web.middleware import keep_connections
+from helpers import admin_client
 
 FORM = {'Content-Type': 'application/x-www-form-urlencoded'}
 
@@ -63,7 +64,8 @@ def _balance_seen_elsewhere(url, uid):
 def _service(postgres_url, name, **query):
     url = postgres_url + '?' + '&'.join(['application_name=' + name] +
                                         ['%s=%s' % item for item in query.items()])
-    return falcon.testing.TestClient(create_app(Settings(database_url=url)))
+    app = create_app(Settings(database_url=url))
+    return admin_client(app, database.obj, 'admin-' + name)
 
 
 def test_a_kept_connection_serves_the_next_request(postgres_url, kept):
@@ -116,7 +118,7 @@ def test_a_kept_connection_left_in_a_transaction_is_not_reused_as_is(postgres_ur
 
 def test_threads_beyond_the_pool_size_all_get_a_connection(database_url):
     app = create_app(Settings(database_url=database_url, pool_size=2))
-    client = falcon.testing.TestClient(app)
+    client = admin_client(app, database.obj)
     uids = list(range(920001, 920009))
     for uid in uids:
         assert client.simulate_post('/user', headers=FORM, body='uid=%d' % uid).status_code == 201

@@ -300,7 +300,9 @@ def test_error_log_line_escapes_the_request_id(tmp_path, caplog):
     garbage.write_bytes(b'this is not an SQLite file\n' * 100)
     client = TestClient(create_app(Settings(database_url='sqlite:///%s' % garbage)))
     with caplog.at_level(logging.ERROR, logger='balance_api'):
-        result = client.simulate_get('/balance/1', headers={'X-Request-ID': 'a "b" \\ c'})
+        # A well-formed token: looking it up is the first thing that fails.
+        result = client.simulate_get('/balance/1', headers={'X-Request-ID': 'a "b" \\ c',
+                                                            'Authorization': 'Bearer ' + 'A' * 43})
     assert_error(result, 532)
     assert result.headers['x-request-id'] == 'a "b" \\ c'
     messages = [record.getMessage() for record in caplog.records]

@@ -14,18 +14,35 @@ from schemathesis.checks import positive_data_acceptance
 from balance_api import create_app
 from balance_api.config import Settings
 from balance_api.storage.db import is_postgres, open_database
+from gunicorn_server import bearer, create_key_in
 
 
 @pytest.fixture
 def api_schema(database_url):
     db = open_database(database_url)
     app = create_app(Settings(database_url=database_url), db=db)
+    _admin_headers.clear()
+    _admin_headers.update(bearer(create_key_in(db, 'schemathesis', ['admin'])))
     yield schemathesis.openapi.from_wsgi('/openapi.json', app)
     if is_postgres(db):
         db.close_all()
 
 
 schema = schemathesis.pytest.from_fixture('api_schema')
+# The admin key of the database under test (set by api_schema).
+_admin_headers = {}
+
+
+@schemathesis.auth(refresh_interval=None)
+class AdminKey:
+    """Generated requests carry the admin key; schemathesis's own checks
+    also send them without it and with a wrong one, and expect 401."""
+
+    def get(self, case, context):
+        return _admin_headers['Authorization']
+
+    def set(self, case, data, context):
+        case.headers = {**(case.headers or {}), 'Authorization': data}
 
 
 def _refused_for_a_rule_between_fields(case, response):

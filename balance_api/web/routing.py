@@ -1,0 +1,24 @@
+"""The application, remembering its routes: the API document states each operation's permit."""
+import falcon
+
+
+class RoutesApp(falcon.App):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.routes = []
+
+    def add_route(self, uri_template, resource, **kwargs):
+        super().add_route(uri_template, resource, **kwargs)
+        self.routes.append((uri_template, resource))
+
+    def permits_by_route(self):
+        """``{uri_template: {method: permit}}`` of the routes that need a key;
+        a public route maps to None."""
+        found = {}
+        for template, resource in self.routes:
+            if getattr(resource, 'public', False):
+                found[template] = None
+            else:
+                found[template] = {method.lower(): permit
+                                   for method, permit in getattr(resource, 'permits', {}).items()}
+        return found
