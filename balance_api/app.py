@@ -29,8 +29,9 @@ def create_app(settings=None, db=None):
                              busy_timeout=settings.sqlite_busy_timeout)
     database.initialize(db)
 
+    authenticator = auth_keys.Authenticator(db)
     if settings.auth:
-        access = Authentication(auth_keys.Authenticator(db))
+        access = Authentication(authenticator)
     else:
         log.warning('BALANCE_API_AUTH=off: no key is asked for; anyone who reaches the port '
                     'may read and move all money')
@@ -40,8 +41,12 @@ def create_app(settings=None, db=None):
     media.install(app)
 
     commands = CommandRunner(db)
-    money_routes.add_routes(app, db, commands,
-                            on_user_deleted=lambda uid: auth_keys.revoke_keys_of_user(db, uid))
+
+    def revoke_keys_of(uid):
+        auth_keys.revoke_keys_of_user(db, uid)
+        authenticator.forget_user(uid)
+
+    money_routes.add_routes(app, db, commands, on_user_deleted=revoke_keys_of)
     points_routes.add_routes(app, db, commands)
     app.add_route('/health', Health())
     app.add_route('/ready', Ready(db))

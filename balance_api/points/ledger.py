@@ -69,7 +69,7 @@ class _Club(NamedTuple):
 
 # points_post's refusals (migration 0006), by their API error code.
 _SERVER_REFUSALS = {error.code: error for error in (
-    errors.NotEnoughPoints, errors.NotEnoughPayerPoints, errors.UnknownPayer,
+    UserNotFound, errors.NotEnoughPoints, errors.NotEnoughPayerPoints, errors.UnknownPayer,
     errors.PointsBalanceOverflow, errors.DuplicateTransaction)}
 
 # Grants read per query while drawing.
@@ -175,22 +175,19 @@ class PointsLedger:
 
     def _post_on_server(self, member_id, points, event_type, event_at, club, wallet, payer,
                         expires_on, transaction_id, details):
-        with write_transaction(self.db):
-            if not members.exists(self.db, member_id):
-                raise UserNotFound()
-            now = self.clock()
-            rows = pg_sql.post(
-                self.db, member_id, points, club=club, wallet=wallet, payer=payer,
-                event_type=event_type, event_at=event_at, expires_on=expires_on,
-                transaction_id=transaction_id, event=details.event, message=details.message,
-                store_id=details.store_id, receipt_id=details.receipt_id,
-                properties=_json_text(details.properties),
-                reported=_json_text(details.reported), today=now.date(), now=now,
-                key_name=details.key_name)
-            if rows[0].refusal:
-                # Raised inside the transaction: the club and the member's
-                # points row it may have created go with it.
-                raise _SERVER_REFUSALS[rows[0].refusal]()
+        # One statement: alone it is its own transaction (a refusal leaves
+        # nothing behind); inside a caller's (an idempotency key's, a batch's)
+        # it joins it.
+        now = self.clock()
+        rows = pg_sql.post(
+            self.db, member_id, points, club=club, wallet=wallet, payer=payer,
+            event_type=event_type, event_at=event_at, expires_on=expires_on,
+            transaction_id=transaction_id, event=details.event, message=details.message,
+            store_id=details.store_id, receipt_id=details.receipt_id,
+            properties=_json_text(details.properties), reported=_json_text(details.reported),
+            today=now.date(), now=now, key_name=details.key_name)
+        if rows[0].refusal:
+            raise _SERVER_REFUSALS[rows[0].refusal]()
         return [Written(row.id, row.payer, row.points, row.balance_after) for row in rows]
 
     @staticmethod
