@@ -23,7 +23,13 @@ def stats(values):
 
 
 def _compare(value, op, target):
+    if op == '==':
+        return abs(value - target) < 1e-9
     return value >= target if op == '>=' else value <= target
+
+
+def _op_text(op):
+    return {'>=': '≥', '<=': '≤', '==': '='}[op]
 
 
 def evaluate(scenarios, records):
@@ -70,9 +76,17 @@ def evaluate(scenarios, records):
             }
             if ratio is not None:
                 met = _compare(ratio, criterion.op, criterion.target)
+                if criterion.op == '==':
+                    # Exact targets hold in every run, not only in the median one.
+                    met = met and all(_compare(r, '==', criterion.target) for r in ratios)
+                if criterion.checks is not None:
+                    checks, held = criterion.checks(
+                        measurements.get(criterion.service.measurement, []))
+                    row['checks'].update(checks)
+                    met = met and held
                 if scenario.require_clean:
                     errors = _service_errors(record, criterion.service.measurement)
-                    row['checks'] = {'errors': errors, 'deadlocks': record.get('deadlocks')}
+                    row['checks'].update({'errors': errors, 'deadlocks': record.get('deadlocks')})
                     met = met and errors == 0 and record.get('deadlocks') == 0
                 row['met'] = bool(met) and not record.get('error')
             rows.append(row)
@@ -97,6 +111,8 @@ def _number(value, unit):
         return '%.2f ms' % value if value < 10 else '%.1f ms' % value
     if unit == 'MB':
         return '%.1f MB' % value
+    if unit == 'spends':
+        return '%g spends' % value
     if value >= 100:
         text = '{:,.0f}'.format(value)
     else:
@@ -126,7 +142,7 @@ def met_text(row):
         return '-'
     text = 'yes' if row['met'] else 'NO'
     if row['checks']:
-        text += ' (errors %s, deadlocks %s)' % (row['checks']['errors'], row['checks']['deadlocks'])
+        text += ' (%s)' % ', '.join('%s %s' % item for item in row['checks'].items())
     return text
 
 
@@ -139,8 +155,7 @@ def table_rows(rows):
             figure_text(row['service']),
             ceiling_text(row),
             '-' if row['ratio'] is None else '%.2f' % row['ratio'],
-            '%s %s' % (row['target']['op'].replace('>=', '≥').replace('<=', '≤'),
-                       row['target']['value']),
+            '%s %s' % (_op_text(row['target']['op']), row['target']['value']),
             met_text(row),
         ])
     return header, body
@@ -199,7 +214,7 @@ def details(results):
                 facts.append('%s: %s non-2xx, %s socket errors over %s requests' % (
                     name, counts.get('status', 0), total - counts.get('status', 0),
                     '{:,}'.format(sum(s['requests'] for s in measurements.get(name, [])))))
-        if record['number'] in (1, 2, 3):
+        if record['number'] in (1, 2, 3, 7, 8, 9):
             facts.append('deadlocks %s' % record.get('deadlocks'))
         if record.get('service_log_errors'):
             facts.append('%d error lines in the service log' % record['service_log_errors'])
@@ -219,7 +234,16 @@ def details(results):
                              max(s['sampled_peak_rss_mb'] for s in streams),
                              '-' if streams[0]['hwm_peak_rss_mb'] is None else '%.1f' % max(
                                  s['hwm_peak_rss_mb'] for s in streams)))
-        for name in ('transfer', 'hot_transfer', 'add_sub', 'balance_get', 'history', 'health'):
+        for sample in measurements.get('overspend', []):
+            facts.append('overspend on member %d: %d of %d spends of %d points served, %d '
+                         'refused (605), other answers %s, %d points drawn, balance %s before '
+                         'and %s after, %.2f s' % (
+                             sample['member'], sample['ok'], sample['spends'],
+                             sample['points_each'], sample['refused'], sample['other'] or 'none',
+                             sample['points_drawn'], _points_text(sample['balance_before']),
+                             _points_text(sample['balance_after']), sample['seconds']))
+        for name in ('transfer', 'hot_transfer', 'add_sub', 'balance_get', 'history', 'health',
+                     'points_add', 'points_spend', 'points_spend_deep', 'points_spend_shallow'):
             samples = measurements.get(name)
             if samples and name in {c for c in _service_measurements(record)}:
                 p50 = statistics.median(s['latency_us']['p50'] for s in samples) / 1000
@@ -228,6 +252,10 @@ def details(results):
         lines.append('- **%d. %s**: %s' % (record['number'], record['title'],
                                            '; '.join(facts) or 'no notes'))
     return '\n'.join(lines)
+
+
+def _points_text(balances):
+    return '{%s}' % ', '.join('%s: %s' % item for item in balances.items())
 
 
 def _service_measurements(record):
@@ -300,7 +328,7 @@ def chart(rows, path, title):
     for y, ratio, target, op in zip(positions, ratios, targets, ops):
         axis.plot([target, target], [y - 0.4, y + 0.4], color='black', linewidth=2)
         axis.text(max(ratio, target) + limit * 0.015, y, '%.2f  (target %s %g)' % (
-            ratio, '≥' if op == '>=' else '≤', target), va='center', fontsize=8)
+            ratio, _op_text(op), target), va='center', fontsize=8)
     axis.set_yticks(list(positions))
     axis.set_yticklabels(labels, fontsize=8)
     axis.set_xlim(0, limit)

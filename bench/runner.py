@@ -5,15 +5,18 @@ repeat and shared by every scenario that needs it, so a scenario's ceiling is
 always measured in the same run as the scenario itself.
 """
 import calendar
+import collections
 import http.client
 import json
 import os
 import random
 import shutil
+import threading
 import time
 import urllib.request
 from typing import Callable, NamedTuple, Optional, Tuple
 
+from . import points_seed
 from . import seed as seeding
 from . import wrk
 from .pg import Postgres
@@ -22,6 +25,16 @@ from .service import RssSampler, Service
 HISTORY_SPAN_DAYS = 2
 RSS_LIMIT_MB = 150.0          # decimal megabytes
 STREAM_ROW_MARK = b'{"id": '  # how every streamed history row starts
+
+POINTS_ADD_MAX = 1000         # points per grant of scenario 7
+POINTS_SPEND_MAX = 10         # points per spend of scenario 7
+OVERSPEND_CLIENTS = 40        # concurrent spends of the overspend check
+OVERSPEND_POINTS = 5          # points per spend
+OVERSPEND_GRANTS = (('DANNON', 20), ('UNILEVER', 15), ('MILLER COORS', 20))
+OVERSPEND_COVERED = sum(points for _, points in OVERSPEND_GRANTS) // OVERSPEND_POINTS   # 11
+# Points spends per second of the fastest of two public implementations of the
+# points exercise, as measured on this machine class and stated in the issue.
+PUBLIC_POINTS_SPEND_RPS = 199.0
 
 
 def seed_range_sql(spec):
@@ -52,6 +65,8 @@ class Criterion(NamedTuple):
     target: float
     fixed_ceiling: Optional[float] = None   # a limit instead of a measured ceiling
     fixed_ceiling_text: Optional[str] = None
+    # More conditions on the service's samples: samples -> ({name: value}, all held).
+    checks: Optional[Callable[[list], Tuple[dict, bool]]] = None
 
 
 class Scenario(NamedTuple):
@@ -63,6 +78,7 @@ class Scenario(NamedTuple):
     criteria: Tuple[Criterion, ...]
     writes: bool = False
     require_clean: bool = False    # zero errors and zero deadlocks are part of the target
+    points: bool = False           # needs the points seed (bench/points_seed.py)
 
 
 def _ok_rps(sample):
@@ -77,7 +93,25 @@ def _p99_ms(sample):
     return sample['latency_us']['p99'] / 1000.0
 
 
+def _overspend_checks(samples):
+    """The other half of the overspend target: every other spend refused, nothing left."""
+    refused = [s['refused'] for s in samples]
+    balances = [s['final_balance'] for s in samples]
+    others = [sum(s['other'].values()) for s in samples]
+    drawn_right = all(s['points_drawn'] == s['ok'] * OVERSPEND_POINTS for s in samples)
+    held = all(r == OVERSPEND_CLIENTS - OVERSPEND_COVERED for r in refused) and all(
+        b == 0 for b in balances) and not any(others) and drawn_right
+    checks = {'409s': '/'.join(str(r) for r in refused),
+              'final balance': '/'.join(str(b) for b in balances)}
+    if not drawn_right:
+        checks['points drawn'] = '/'.join(str(s['points_drawn']) for s in samples)
+    if any(others):
+        checks['other answers'] = '/'.join(str(o) for o in others)
+    return checks, held
+
+
 PGBENCH_TPS = Figure('pgbench', lambda s: s['tps'], 'tps')
+ADD_SUB_RPS = Figure('add_sub', _ok_rps, 'req/s')
 
 SCENARIOS = (
     Scenario(1, 'transfers', 'Random transfers',
@@ -99,8 +133,7 @@ SCENARIOS = (
              'PUT /balance/{uid} with operation=add or sub (half each) on a random user; '
              'ceiling: pgbench tpcb-like.',
              'add_sub',
-             (Criterion('3', 'add/sub', Figure('add_sub', _ok_rps, 'req/s'), PGBENCH_TPS,
-                        '>=', 0.6),),
+             (Criterion('3', 'add/sub', ADD_SUB_RPS, PGBENCH_TPS, '>=', 0.6),),
              writes=True),
     Scenario(4, 'balance', 'Balance reads',
              'GET /balance/{uid} of a random user; ceiling: GET /health (no database) '
@@ -129,6 +162,51 @@ SCENARIOS = (
               Criterion('6-rss', 'stream worker peak RSS',
                         Figure('stream', lambda s: s['peak_rss_mb'], 'MB'), None, '<=', 1.0,
                         fixed_ceiling=RSS_LIMIT_MB, fixed_ceiling_text='150 MB limit'))),
+    Scenario(7, 'points', 'Points grants and spends',
+             'POST /points/{{uid}}/add (JSON, a random payer of {payers}, 1 to {add:,} points) '
+             'and POST /points/{{uid}}/spend (1 to {spend} points) on a random member of the '
+             'first {members:,} users, each seeded with {big:,} points per payer; ceiling: '
+             'scenario 3 (PUT /balance/{{uid}} add/sub). Also needs zero errors and zero '
+             'deadlocks, and compares the spends with {public:.0f} req/s, the fastest of two '
+             'public implementations of the points exercise (a fixed figure, not re-measured '
+             'here).'.format(payers=len(points_seed.PAYERS), add=POINTS_ADD_MAX,
+                             spend=POINTS_SPEND_MAX, members=points_seed.SPEND_MEMBERS,
+                             big=points_seed.BIG_GRANT, public=PUBLIC_POINTS_SPEND_RPS),
+             'points_spend',
+             (Criterion('7-add', 'points add', Figure('points_add', _ok_rps, 'req/s'),
+                        ADD_SUB_RPS, '>=', 0.7),
+              Criterion('7-spend', 'points spend', Figure('points_spend', _ok_rps, 'req/s'),
+                        ADD_SUB_RPS, '>=', 0.7),
+              Criterion('7-public', 'points spend vs public implementations',
+                        Figure('points_spend', _ok_rps, 'req/s'), None, '>=', 10.0,
+                        fixed_ceiling=PUBLIC_POINTS_SPEND_RPS,
+                        fixed_ceiling_text='%.0f req/s (fixed)' % PUBLIC_POINTS_SPEND_RPS)),
+             writes=True, require_clean=True, points=True),
+    Scenario(8, 'points-depth', 'Spending with a long history',
+             'POST /points/{{uid}}/spend of 1 point, every request from the same member: one '
+             'with {grants:,} grants of which all but the newest {unspent} were spent, against '
+             'one with {unspent} grants and no spend; p50 latency. Also needs zero errors and '
+             'zero deadlocks.'.format(grants=points_seed.DEPTH_GRANTS,
+                                      unspent=points_seed.DEPTH_UNSPENT),
+             'points_spend_deep',
+             (Criterion('8', 'deep-member spend p50', Figure('points_spend_deep', _p50_ms, 'ms'),
+                        Figure('points_spend_shallow', _p50_ms, 'ms'), '<=', 1.5),),
+             writes=True, require_clean=True, points=True),
+    Scenario(9, 'points-overspend', 'Concurrent overspend',
+             '{clients} concurrent POST /points/{{uid}}/spend of {points} points (threads, one '
+             'connection each, released together) on a new member whose {payers} grants cover '
+             'exactly {covered} of them: {covered} must get 200, {refused} 409 (605), and the '
+             'balance must end at 0.'.format(
+                 clients=OVERSPEND_CLIENTS, points=OVERSPEND_POINTS,
+                 payers=len(OVERSPEND_GRANTS), covered=OVERSPEND_COVERED,
+                 refused=OVERSPEND_CLIENTS - OVERSPEND_COVERED),
+             None,
+             (Criterion('9', 'concurrent overspend: spends served',
+                        Figure('overspend', lambda s: s['ok'], 'spends'), None, '==', 1.0,
+                        fixed_ceiling=float(OVERSPEND_COVERED),
+                        fixed_ceiling_text='%d (what the balance covers)' % OVERSPEND_COVERED,
+                        checks=_overspend_checks),),
+             writes=True),
 )
 
 
@@ -142,8 +220,8 @@ def select_scenarios(text):
             continue
         match = [s for s in SCENARIOS if item in (str(s.number), s.key)]
         if not match:
-            raise ValueError('unknown scenario %r (use 1-6 or %s)'
-                             % (item, ', '.join(s.key for s in SCENARIOS)))
+            raise ValueError('unknown scenario %r (use 1-%d or %s)'
+                             % (item, len(SCENARIOS), ', '.join(s.key for s in SCENARIOS)))
         wanted.update(s.number for s in match)
     return [s for s in SCENARIOS if s.number in wanted]
 
@@ -154,6 +232,7 @@ class Bench:
         self.say = say
         self.pg = Postgres(options.pg)
         self.spec = seeding.SeedSpec(options.accounts, options.rows)
+        self.points = points_seed.PointsSpec(options.accounts)
         self.seed_start_epoch = calendar.timegm(self.spec.start.timetuple())
         self.seed_range_sql = seed_range_sql(self.spec)
         self.stream_path = stream_path(self.spec)
@@ -224,9 +303,36 @@ class Bench:
         self.expected_stream_rows = self.pg.scalar(
             'SELECT count(*) FROM (%s) rows' % self.seed_range_sql, dbname=self.run_db)
         self.prepared['seed_rows_in_range'] = self.expected_stream_rows
-        self.prepared['prepare_seconds'] = round(time.perf_counter() - started, 1)
         self.say('fresh database %s copied from the seed in %.1f s'
                  % (self.run_db, self.prepared['run_database_copy_seconds']))
+        if any(s.points for s in scenarios):
+            self._prepare_points()
+        self.prepared['prepare_seconds'] = round(time.perf_counter() - started, 1)
+
+    def _prepare_points(self):
+        """The points of scenarios 7 and 8, written into the run database (COPY)."""
+        self.points.check()
+        self.say('loading points into %s: %d spend members with %s points per payer, one '
+                 'member with %d grants (all but %d spent), one with %d (bulk COPY)'
+                 % (self.run_db, self.points.spend_members, '{:,}'.format(points_seed.BIG_GRANT),
+                    points_seed.DEPTH_GRANTS, points_seed.DEPTH_UNSPENT,
+                    points_seed.DEPTH_UNSPENT))
+        with open(os.path.join(self.log_dir, 'seed.log'), 'ab') as log:
+            facts = points_seed.load(self.pg, self.run_db, self.points, self.spec.start, log=log)
+        self.prepared['points_seed'] = facts
+        self.say('  %d points entries and %d draws loaded in %.1f s'
+                 % (facts['entries'], facts['draws'], facts['seconds']))
+        if self.options.verify_seed or (self.options.verify_seed is None
+                                        and self.options.quick):
+            self.say('verifying the loaded points (the points half of python -m balance_api '
+                     'verify)')
+            verify_started = time.perf_counter()
+            ok, summary = points_seed.verify(self.pg, self.run_db)
+            facts['verify'] = {'ok': ok, 'output': summary,
+                               'seconds': round(time.perf_counter() - verify_started, 1)}
+            self.say('  %s | %s' % (summary, 'points OK' if ok else 'points BROKEN'))
+            if not ok:
+                raise RuntimeError('the loaded points do not verify: %s' % summary)
 
     def _copy_template(self):
         self.pg.drop(self.run_db)
@@ -270,9 +376,9 @@ class Bench:
         return wrk.run(self.service.url, script, duration or self.options.duration,
                        self.options.connections, self.options.threads,
                        args=list(args) + ['seed=%d' % random.randrange(1, 1 << 30)],
-                       log=self.wrk_log)
+                       log=self.wrk_log, token=self.service.token)
 
-    def _measure(self, name, warmup=False):
+    def _measure(self, name, warmup=False, repeat=0):
         """Take one sample of measurement ``name`` (the service must be running)."""
         accounts = 'accounts=%d' % self.spec.accounts
         duration = self.options.warmup if warmup else None
@@ -295,6 +401,21 @@ class Bench:
             return self._wrk('history.lua', [accounts, 'start=%d' % self.seed_start_epoch,
                                              'days=%d' % self.spec.days,
                                              'span=%d' % HISTORY_SPAN_DAYS], duration)
+        if name == 'points_add':
+            return self._wrk('points_add.lua', [
+                'members=%d' % self.points.spend_members,
+                'payers=%s' % ','.join(points_seed.PAYERS),
+                'max_points=%d' % POINTS_ADD_MAX], duration)
+        if name == 'points_spend':
+            return self._wrk('points_spend.lua', ['members=%d' % self.points.spend_members,
+                                                  'max_points=%d' % POINTS_SPEND_MAX], duration)
+        if name in ('points_spend_deep', 'points_spend_shallow'):
+            member = (self.points.deep_member if name == 'points_spend_deep'
+                      else self.points.shallow_member)
+            return self._wrk('points_spend.lua', ['members=1', 'first=%d' % member,
+                                                  'max_points=1'], duration)
+        if name == 'overspend':
+            return self._overspend(self.points.overspend_member(repeat))
         if name == 'copy':
             return self._copy()
         if name == 'stream':
@@ -304,7 +425,7 @@ class Bench:
     def sample(self, name, repeat):
         key = (name, repeat)
         if key not in self.cache:
-            self.cache[key] = self._measure(name)
+            self.cache[key] = self._measure(name, repeat=repeat)
         return self.cache[key]
 
     def _copy(self):
@@ -324,7 +445,7 @@ class Bench:
         keep = len(STREAM_ROW_MARK) - 1
         with RssSampler(service) as sampler:
             started = time.perf_counter()
-            connection.request('GET', self.stream_path)
+            connection.request('GET', self.stream_path, headers=service.headers)
             response = connection.getresponse()
             first_byte = time.perf_counter() - started
             status = response.status
@@ -354,6 +475,90 @@ class Bench:
             'rss_samples': sampler.samples,
         }
 
+    def _request(self, method, path, body=None, json_body=True, timeout=30):
+        """One request to the service on a connection of its own: (status, parsed body)."""
+        connection = http.client.HTTPConnection('127.0.0.1', self.service.port, timeout=timeout)
+        try:
+            headers = dict(self.service.headers)
+            if body is not None:
+                if json_body:
+                    body = json.dumps(body)
+                    headers['Content-Type'] = 'application/json'
+                else:
+                    body = '&'.join('%s=%s' % item for item in body.items())
+                    headers['Content-Type'] = 'application/x-www-form-urlencoded'
+            connection.request(method, path, body=body, headers=headers)
+            answer = connection.getresponse()
+            return answer.status, _parse_body(answer.read())
+        finally:
+            connection.close()
+
+    def _overspend(self, member):
+        """OVERSPEND_CLIENTS spends at once on a new member whose grants cover
+        OVERSPEND_COVERED of them; counts the answers and reads the balance."""
+        status, _ = self._request('POST', '/user', {'uid': member}, json_body=False)
+        if status != 201:
+            raise RuntimeError('POST /user uid=%d answered %d' % (member, status))
+        moment = time.time() - 3600
+        for index, (payer, points) in enumerate(OVERSPEND_GRANTS):
+            stamp = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(moment + index))
+            status, _ = self._request('POST', '/points/%d/add' % member,
+                                      {'payer': payer, 'points': points, 'timestamp': stamp})
+            if status != 201:
+                raise RuntimeError('POST /points/%d/add answered %d' % (member, status))
+        status, before = self._request('GET', '/points/%d/balance' % member)
+        if status != 200 or sum(before.values()) != OVERSPEND_COVERED * OVERSPEND_POINTS:
+            raise RuntimeError('member %d holds %r before the overspend' % (member, before))
+
+        path = '/points/%d/spend' % member
+        body = json.dumps({'points': OVERSPEND_POINTS})
+        ready = threading.Barrier(OVERSPEND_CLIENTS)
+        answers = [None] * OVERSPEND_CLIENTS
+
+        def client(index):
+            connection = http.client.HTTPConnection('127.0.0.1', self.service.port, timeout=60)
+            try:
+                connection.connect()
+                ready.wait(timeout=60)
+                connection.request('POST', path, body=body,
+                                   headers={'Content-Type': 'application/json',
+                                            **self.service.headers})
+                answer = connection.getresponse()
+                answers[index] = (answer.status, _parse_body(answer.read()))
+            except Exception as exc:   # counted below, as a socket error
+                answers[index] = (None, '%s: %s' % (type(exc).__name__, exc))
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=client, args=(i,), name='overspend-%d' % i)
+                   for i in range(OVERSPEND_CLIENTS)]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        seconds = time.perf_counter() - started
+
+        ok = refused = drawn = 0
+        other = collections.Counter()
+        for status, data in answers:
+            if status == 200 and isinstance(data, list):
+                ok += 1
+                drawn -= sum(item['points'] for item in data)
+            elif status == 409 and isinstance(data, dict) and data.get('code') == 605:
+                refused += 1
+            else:
+                other['socket error' if status is None else str(status)] += 1
+        status, after = self._request('GET', '/points/%d/balance' % member)
+        if status != 200:
+            raise RuntimeError('GET /points/%d/balance answered %d' % (member, status))
+        return {
+            'member': member, 'spends': OVERSPEND_CLIENTS, 'points_each': OVERSPEND_POINTS,
+            'covered': OVERSPEND_COVERED, 'ok': ok, 'refused': refused, 'other': dict(other),
+            'points_drawn': drawn, 'balance_before': before, 'balance_after': after,
+            'final_balance': sum(after.values()), 'seconds': seconds,
+        }
+
     def _history_rows_sample(self, requests=40):
         """Rows per answer of the history scenario's requests (a sanity check)."""
         rng = random.Random(7)
@@ -365,7 +570,9 @@ class Bench:
                 rng.randrange(1, self.spec.accounts + 1),
                 time.strftime('%Y-%m-%d', time.gmtime(start)),
                 time.strftime('%Y-%m-%d', time.gmtime(start + (HISTORY_SPAN_DAYS - 1) * 86400)))
-            with urllib.request.urlopen(self.service.url + path, timeout=30) as answer:
+            request = urllib.request.Request(self.service.url + path,
+                                             headers=self.service.headers)
+            with urllib.request.urlopen(request, timeout=30) as answer:
                 counts.append(len(json.loads(answer.read())))
         return {'requests': requests, 'mean_rows': sum(counts) / len(counts),
                 'max_rows': max(counts), 'empty': sum(1 for c in counts if c == 0)}
@@ -429,6 +636,14 @@ class Bench:
             wrk_errors.setdefault('warmup', record['warmup']['errors'])
         record['errors'] = wrk_errors
         return record
+
+
+def _parse_body(data):
+    """An answer's JSON, or its text when it is not JSON."""
+    try:
+        return json.loads(data) if data else None
+    except ValueError:
+        return data.decode(errors='replace')
 
 
 def _brief(sample):

@@ -39,6 +39,21 @@ def _status_kib(pid, field):
     return None
 
 
+def _admin_key(database_url):
+    """A new admin key in the service's database; returns its token."""
+    from balance_api.auth import keys
+    from balance_api.auth.models import ApiKey
+    from balance_api.storage.db import open_database
+    db = open_database(database_url)
+    try:
+        with db.connection_context(), db.bind_ctx([ApiKey]):
+            return keys.create_key(db, 'bench-%d-%d' % (os.getpid(), time.time_ns()),
+                                   ['admin'])
+    finally:
+        if hasattr(db, 'close_all'):
+            db.close_all()
+
+
 class Service:
     """gunicorn running the app against ``database_url``; a context manager."""
 
@@ -53,6 +68,8 @@ class Service:
         self.env = {**os.environ, **(env or {}), 'DATABASE_URL': database_url}
         self.ready_timeout = ready_timeout
         self.process = None
+        # The admin key every measurement sends (made once the schema is migrated).
+        self.token = None
 
     def __enter__(self):
         self.start()
@@ -75,6 +92,7 @@ class Service:
             try:
                 with urllib.request.urlopen(self.url + '/ready', timeout=2) as answer:
                     if answer.status == 200 and len(self.worker_pids()) >= self.workers:
+                        self.token = self.token or _admin_key(self.database_url)
                         return self
             except (urllib.error.URLError, ConnectionError, OSError):
                 pass
@@ -133,6 +151,10 @@ class Service:
                 self.process.wait()
         self.process = None
         self._log.close()
+
+    @property
+    def headers(self):
+        return {'Authorization': 'Bearer ' + self.token}
 
     def log_tail(self, lines=20):
         try:

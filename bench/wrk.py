@@ -39,7 +39,8 @@ def version():
     return first[0] if first else None
 
 
-def run(base_url, script, duration, connections, threads=2, args=(), timeout=10, log=None):
+def run(base_url, script, duration, connections, threads=2, args=(), timeout=10, log=None,
+        token=None):
     """Run wrk for ``duration`` seconds; returns the summary of its Lua ``done()`` hook.
 
     The result adds ``ok_requests`` (2xx/3xx answers), ``ok_rps`` and
@@ -49,7 +50,10 @@ def run(base_url, script, duration, connections, threads=2, args=(), timeout=10,
     command = ['wrk', '-t%d' % threads, '-c%d' % connections, '-d%ds' % max(1, round(duration)),
                '--timeout', '%ds' % timeout, '--latency',
                '-s', os.path.join(LUA_DIR, script), base_url, '--'] + list(args)
-    result = subprocess.run(command, capture_output=True, text=True)
+    # The key travels in the environment (common.lua sends it), not on the
+    # command line, which the log records.
+    env = {**os.environ, 'BENCH_API_TOKEN': token or ''}
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
     if log is not None:
         log.write(('$ %s\n%s%s\n' % (' '.join(command), result.stdout, result.stderr)).encode())
         log.flush()

@@ -7,6 +7,17 @@
 local common = {}
 
 common.FORM = {["Content-Type"] = "application/x-www-form-urlencoded"}
+common.JSON = {["Content-Type"] = "application/json"}
+
+-- The service's API key, from the environment (bench/wrk.py sets it): on
+-- every request, those that name their own headers and those that do not.
+local token = os.getenv("BENCH_API_TOKEN")
+if token and token ~= "" then
+   local authorization = "Bearer " .. token
+   wrk.headers["Authorization"] = authorization
+   common.FORM["Authorization"] = authorization
+   common.JSON["Authorization"] = authorization
+end
 
 local threads_started = 0
 
@@ -52,6 +63,15 @@ end
 function common.amount(max_cents)
    local cents = math.random(1, max_cents)
    return string.format("%d.%02d", math.floor(cents / 100), cents % 100)
+end
+
+-- "A,B,C" as the list {"A", "B", "C"}.
+function common.list(text)
+   local items = {}
+   for item in (text or ""):gmatch("[^,]+") do
+      items[#items + 1] = item
+   end
+   return items
 end
 
 -- A random user id in 1..count other than `other`.
