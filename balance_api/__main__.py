@@ -163,7 +163,9 @@ def cmd_verify(settings, args):
         print('points members: %d, points entries: %d, points draws: %d'
               % (points.members, points.entries, points.draws))
     for found in [*report.problems, *points.problems]:
-        print('PROBLEM %s: %s' % (found.kind, found.detail))
+        made_with = getattr(found, 'key_name', None)
+        print('PROBLEM %s: %s%s' % (found.kind, found.detail,
+                                    ' [made with key %s]' % made_with if made_with else ''))
     unlisted = report.unlisted + points.unlisted
     if unlisted:
         print('... and %d more problem(s), not listed' % unlisted)

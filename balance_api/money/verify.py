@@ -32,6 +32,9 @@ class Problem(NamedTuple):
     account_id: Optional[int] = None
     posting_id: Optional[int] = None
     journal_id: Optional[int] = None
+    # The API key that made the journal entry, where the problem is about one
+    # (auditors ask who made a suspect change).
+    key_name: Optional[str] = None
 
 
 class Report(NamedTuple):
@@ -117,7 +120,7 @@ def _check_accounts(db, problem, tick):
         Posting.id, Posting.account, Posting.amount, Posting.balance_after, Posting.hash,
         Posting.journal, Posting.created_at, JournalEntry.created_at, JournalEntry.operation,
         JournalEntry.sender_id, JournalEntry.receiver_id, JournalEntry.amount,
-        JournalEntry.transaction_description)
+        JournalEntry.transaction_description, JournalEntry.key_name)
         .join(JournalEntry, on=(Posting.journal == JournalEntry.id))
         .order_by(Posting.account, Posting.id).tuples())
     postings = iter(postings)
@@ -141,7 +144,7 @@ def _check_accounts(db, problem, tick):
         while pending is not None and pending[1] == account_id:
             (posting_id, _, amount, balance_after, stored_hash, journal_id, posted_at,
              created_at, operation, sender_id, receiver_id, journal_amount,
-             description) = pending
+             description, key_name) = pending
             posting_count += 1
             tick('postings', posting_count)
             rows = {'account_id': account_id, 'posting_id': posting_id}
@@ -183,7 +186,7 @@ def _check_accounts(db, problem, tick):
             if expected != stored_hash:
                 problem('hash chain', 'account %d posting %d (journal %d): hash does not match '
                         'its content or its predecessor' % (account_id, posting_id, journal_id),
-                        journal_id=journal_id, **rows)
+                        journal_id=journal_id, key_name=key_name, **rows)
             chain = stored_hash
             last = (posting_id, journal_id, operation)
             pending = next(postings, None)
@@ -282,14 +285,15 @@ def _check_entries(db, problem, tick):
     every posting has its entry."""
     legs = _stream(db, JournalEntry.select(
         JournalEntry.id, JournalEntry.operation, JournalEntry.sender_id,
-        JournalEntry.receiver_id, JournalEntry.amount, Posting.account, Posting.amount)
+        JournalEntry.receiver_id, JournalEntry.amount, JournalEntry.key_name, Posting.account,
+        Posting.amount)
         .join(Posting, join_type=JOIN.LEFT_OUTER, on=(Posting.journal == JournalEntry.id))
         .order_by(JournalEntry.id, Posting.id).tuples())
     count = 0
     current = None
 
-    def close(entry_id, operation, sender_id, receiver_id, amount, found):
-        rows = {'journal_id': entry_id}
+    def close(entry_id, operation, sender_id, receiver_id, amount, key_name, found):
+        rows = {'journal_id': entry_id, 'key_name': key_name}
         if not found:
             problem('no postings', 'journal entry %d has no postings' % entry_id, **rows)
             return
@@ -307,15 +311,16 @@ def _check_entries(db, problem, tick):
             problem('entry legs', '%s has postings %s; it implies %s'
                     % (entry, _legs_text(found), _legs_text(implied)), **rows)
 
-    for entry_id, operation, sender_id, receiver_id, amount, account_id, leg_amount in legs:
+    for (entry_id, operation, sender_id, receiver_id, amount, key_name, account_id,
+         leg_amount) in legs:
         if current is None or entry_id != current[0]:
             if current is not None:
                 close(*current)
-            current = (entry_id, operation, sender_id, receiver_id, amount, [])
+            current = (entry_id, operation, sender_id, receiver_id, amount, key_name, [])
             count += 1
             tick('journal entries', count)
         if account_id is not None:
-            current[5].append((account_id, leg_amount))
+            current[6].append((account_id, leg_amount))
     if current is not None:
         close(*current)
 
