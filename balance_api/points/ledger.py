@@ -146,6 +146,12 @@ class PointsLedger:
         caller's transaction (a batch touching several members)."""
         self._lock_members(member_ids)
 
+    def lock_transaction_ids(self, club, transaction_ids):
+        """After ``lock_members``: the client transaction ids a batch may
+        claim, in a fixed order (PostgreSQL; SQLite has one writer at a time)."""
+        if is_postgres(self.db):
+            pg_sql.lock_transaction_ids(self.db, club, transaction_ids)
+
     def set_policy(self, club, policy):
         if policy not in POLICIES:
             raise ValueError('policy is one of %s' % ', '.join(POLICIES))

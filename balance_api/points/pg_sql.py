@@ -38,3 +38,23 @@ def post(db, member_id, points, *, club, wallet, payer, event_type, event_at, ex
                            expires_on, transaction_id, event, message, store_id, receipt_id,
                            properties, reported, today, now, key_name)).fetchall()
     return [Posted(*row) for row in rows]
+
+
+# 0x70747869 ('ptxi') names these advisory locks among other applications'.
+_LOCK_TRANSACTION_IDS = preparable(
+    'SELECT count(pg_advisory_xact_lock(1886680169, hashed)) FROM ('
+    'SELECT DISTINCT hashtext(%s || chr(31) || id) AS hashed '
+    'FROM unnest(%s::text[]) AS given (id) ORDER BY hashed) AS ordered')
+
+
+def lock_transaction_ids(db, club, transaction_ids):
+    """Lock the client transaction ids a batch may claim in ``club``, in one
+    order every batch shares, inside the caller's transaction.
+
+    Claims are inserts into a unique index: two batches claiming the same
+    ids in crossing orders would each wait for the other's claim (a
+    deadlock). Holding these locks first, in a fixed order, makes the second
+    batch wait before its first claim instead.
+    """
+    if transaction_ids:
+        run(db, _LOCK_TRANSACTION_IDS, (club, sorted(set(transaction_ids)))).fetchone()

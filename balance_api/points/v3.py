@@ -240,6 +240,8 @@ def apply_batch(ledger, club, items, now, key_name=None):
         present = [member for member in found if member is not None]
         if present:
             ledger.lock_members(present)
+        ledger.lock_transaction_ids(club, [item['transaction_id'] for item in items
+                                           if item.get('transaction_id') is not None])
         feedback = []
         for item, member in zip(items, found):
             status = OK
