@@ -107,7 +107,19 @@ def restart_postgres(cluster):
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-class BankRun:
+class FaultyRun:
+    """What every workload under faults shares (tests/points_bank.py's too):
+    clients that resend with the same key until the outcome is known, the
+    fault thread, and the checks of how the service answered meanwhile.
+
+    A workload says how to send an operation (``_request``) and which read
+    tells that the service is healthy (``probe_path``), and may keep the
+    final answer's body (``_answered``). ``config`` has at least the fields
+    ``duration``, ``workers``, ``kill_workers``, ``postgres_restarts``,
+    ``client_timeouts`` and ``seed``; operations have ``status``, ``code``
+    and ``attempts``.
+    """
+
     def __init__(self, server, database_url, config):
         self.server = server
         self.base = server.url
@@ -117,37 +129,162 @@ class BankRun:
         if config.postgres_restarts and self.cluster is None:
             raise RuntimeError('restarting PostgreSQL needs the local cluster serving %s'
                                % database_url)
-        self.accounts = list(range(1, config.accounts + 1))
         self.tally = Tally()
         self.operations = []
         self.stop_at = 0.0
         self.give_up_at = 0.0
 
-    # -- the workload ----------------------------------------------------
+    def probe_path(self):
+        """A read the service answers 200 whenever it is healthy."""
+        raise NotImplementedError
 
-    def setup(self):
-        for uid in self.accounts:
-            requests.post(self.base + '/user', data={'uid': uid}, timeout=30).raise_for_status()
-            requests.put(self.base + '/balance/%d' % uid, timeout=30,
-                         data={'operation': 'add', 'balance': str(OPENING)}).raise_for_status()
+    def _request(self, session, operation, timeout):
+        raise NotImplementedError
 
-    def run(self):
-        self.setup()
+    def _answered(self, operation, response):
+        """Called once with the definitive (not 5xx) answer to ``operation``."""
+
+    def run_threads(self, threads):
+        """Run the workload's threads with the fault thread for the configured
+        duration (clients finish what is in doubt); returns the seconds taken."""
         started = time.monotonic()
         self.stop_at = started + self.config.duration
         # Clients keep retrying operations in doubt a while after the run ends.
         self.give_up_at = self.stop_at + 30.0
-        threads = [threading.Thread(target=self._client, args=(self.config.seed * 1000 + i,))
-                   for i in range(self.config.clients)]
-        threads += [threading.Thread(target=self._reader, args=(self.config.seed * 2000 + i,))
-                    for i in range(self.config.readers)]
-        threads.append(threading.Thread(target=self._snapshots))
-        threads.append(threading.Thread(target=self._faults))
+        threads = list(threads) + [threading.Thread(target=self._faults)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
         return time.monotonic() - started
+
+    def _settle(self, session, operation, rng):
+        """Send, and resend with the same key, until the outcome is known or time is up."""
+        while time.monotonic() < self.give_up_at:
+            operation.attempts += 1
+            timeout = rng.uniform(0.01, 0.3) if (self.config.client_timeouts
+                                                 and rng.random() < 0.1) else 30
+            try:
+                response = self._request(session, operation, timeout)
+            except requests.Timeout:
+                self.tally.count('client timeout')
+                continue
+            except requests.RequestException:
+                # Refused, reset, or cut off mid-answer (a killed worker).
+                self.tally.count('connection dropped')
+                session = self.server.session()
+                time.sleep(0.05)
+                continue
+            status = response.status_code
+            try:
+                code = response.json().get('code', 0) if status != 200 else 0
+            except ValueError:
+                code = -1
+            self.tally.count('%d %s' % (status, code or ''))
+            if status >= 500:
+                with self.tally.lock:
+                    self.tally.server_errors.append((time.monotonic(), status, code))
+                time.sleep(0.1)
+                continue
+            operation.status, operation.code = status, code
+            self._answered(operation, response)
+            return
+
+    def _faults(self):
+        rng = random.Random(self.config.seed)
+        restarts_at = sorted(rng.uniform(0.2, 0.7) * self.config.duration
+                             for _ in range(self.config.postgres_restarts))
+        started = time.monotonic()
+        while time.monotonic() < self.stop_at:
+            time.sleep(rng.uniform(0.5, 2.0))
+            if self.config.kill_workers and self.server.kill_worker(rng):
+                self.tally.faults['worker killed (kill -9)'] += 1
+            if restarts_at and time.monotonic() - started >= restarts_at[0]:
+                restarts_at.pop(0)
+                outage_start = time.monotonic()
+                restart_postgres(self.cluster)
+                back = time.monotonic()
+                self.tally.faults['PostgreSQL restarted'] += 1
+                self.tally.outages.append((outage_start, back))
+                self.tally.recoveries.append(self._time_to_recover(back))
+
+    def _time_to_recover(self, back):
+        """Seconds from PostgreSQL being back until every worker answers normally."""
+        clean = 0
+        while time.monotonic() - back < 30:
+            try:
+                ok = requests.get(self.base + self.probe_path(), headers=self.server.headers,
+                                  timeout=5).status_code == 200
+            except requests.RequestException:
+                ok = False
+            clean = clean + 1 if ok else 0
+            # Enough consecutive answers that every worker must have served some.
+            if clean >= 4 * self.config.workers:
+                return time.monotonic() - back
+            time.sleep(0.02)
+        return float('inf')
+
+    def service_results(self):
+        """How the service answered under faults, as invariants (name, passed, detail)."""
+        results = []
+        stray = [(status, code) for moment, status, code in self.tally.server_errors
+                 if not (code == 531 and any(start <= moment <= end + RECOVERY_GRACE
+                                             for start, end in self.tally.outages))]
+        results.append(('no 5xx while PostgreSQL was up (only 531 during restarts)',
+                        not stray, str(Counter(stray).most_common(5))))
+        if self.tally.outages:
+            worst = max(self.tally.recoveries)
+            results.append(('normal answers within %.0f s after PostgreSQL is back'
+                            % RECOVERY_GRACE, worst <= RECOVERY_GRACE, '%.2f s' % worst))
+        return results
+
+    def fault_lines(self):
+        """The summary's tables of the answers received and the faults injected."""
+        lines = ['| responses | count |', '|---|---|']
+        lines += ['| %s | %d |' % item for item in sorted(self.tally.responses.items())]
+        lines += ['', '| faults injected | count |', '|---|---|']
+        lines += ['| %s | %d |' % item for item in sorted(self.tally.faults.items())] or []
+        if self.tally.recoveries:
+            lines.append('| slowest recovery after PostgreSQL restart | %.2f s |'
+                         % max(self.tally.recoveries))
+        return lines
+
+    @staticmethod
+    def verdict_lines(results):
+        """The summary's table of invariants, and the verdict."""
+        lines = ['| invariant | result |', '|---|---|']
+        lines += ['| %s | %s |' % (name, 'pass' if ok else 'FAIL: ' + detail)
+                  for name, ok, detail in results]
+        verdict = all(ok for _, ok, _ in results)
+        lines += ['', 'verdict: %s' % ('PASS' if verdict else 'FAIL')]
+        return lines
+
+
+class BankRun(FaultyRun):
+    def __init__(self, server, database_url, config):
+        super().__init__(server, database_url, config)
+        self.accounts = list(range(1, config.accounts + 1))
+
+    # -- the workload ----------------------------------------------------
+
+    def setup(self):
+        http = self.server.session()
+        for uid in self.accounts:
+            http.post(self.base + '/user', data={'uid': uid}, timeout=30).raise_for_status()
+            http.put(self.base + '/balance/%d' % uid, timeout=30,
+                     data={'operation': 'add', 'balance': str(OPENING)}).raise_for_status()
+
+    def run(self):
+        self.setup()
+        threads = [threading.Thread(target=self._client, args=(self.config.seed * 1000 + i,))
+                   for i in range(self.config.clients)]
+        threads += [threading.Thread(target=self._reader, args=(self.config.seed * 2000 + i,))
+                    for i in range(self.config.readers)]
+        threads.append(threading.Thread(target=self._snapshots))
+        return self.run_threads(threads)
+
+    def probe_path(self):
+        return '/balance/%d' % self.accounts[0]
 
     def _new_operation(self, rng):
         amount = Decimal(rng.randint(1, 30000)) / 100
@@ -174,46 +311,15 @@ class BankRun:
 
     def _client(self, seed):
         rng = random.Random(seed)
-        session = requests.Session()
+        session = self.server.session()
         while time.monotonic() < self.stop_at:
             operation = self._new_operation(rng)
             self.operations.append(operation)
             self._settle(session, operation, rng)
 
-    def _settle(self, session, operation, rng):
-        """Send, and resend with the same key, until the outcome is known or time is up."""
-        while time.monotonic() < self.give_up_at:
-            operation.attempts += 1
-            timeout = rng.uniform(0.01, 0.3) if (self.config.client_timeouts
-                                                 and rng.random() < 0.1) else 30
-            try:
-                response = self._request(session, operation, timeout)
-            except requests.Timeout:
-                self.tally.count('client timeout')
-                continue
-            except requests.RequestException:
-                # Refused, reset, or cut off mid-answer (a killed worker).
-                self.tally.count('connection dropped')
-                session = requests.Session()
-                time.sleep(0.05)
-                continue
-            status = response.status_code
-            try:
-                code = response.json().get('code', 0) if status != 200 else 0
-            except ValueError:
-                code = -1
-            self.tally.count('%d %s' % (status, code or ''))
-            if status >= 500:
-                with self.tally.lock:
-                    self.tally.server_errors.append((time.monotonic(), status, code))
-                time.sleep(0.1)
-                continue
-            operation.status, operation.code = status, code
-            return
-
     def _reader(self, seed):
         rng = random.Random(seed)
-        session = requests.Session()
+        session = self.server.session()
         while time.monotonic() < self.stop_at:
             try:
                 if rng.random() < 0.5:
@@ -227,7 +333,7 @@ class BankRun:
                     rows = [response.json()] if response.status_code == 200 else []
                     session.get(self.base + '/history?uid=%d&limit=20' % uid, timeout=10)
             except requests.RequestException:
-                session = requests.Session()
+                session = self.server.session()
                 continue
             if response.status_code >= 500:
                 with self.tally.lock:
@@ -262,40 +368,6 @@ class BankRun:
                     self.tally.snapshot_violations.append(
                         'users hold %s but %s entered the system' % (users, -external))
         db.close_all()
-
-    def _faults(self):
-        rng = random.Random(self.config.seed)
-        restarts_at = sorted(rng.uniform(0.2, 0.7) * self.config.duration
-                             for _ in range(self.config.postgres_restarts))
-        started = time.monotonic()
-        while time.monotonic() < self.stop_at:
-            time.sleep(rng.uniform(0.5, 2.0))
-            if self.config.kill_workers and self.server.kill_worker(rng):
-                self.tally.faults['worker killed (kill -9)'] += 1
-            if restarts_at and time.monotonic() - started >= restarts_at[0]:
-                restarts_at.pop(0)
-                outage_start = time.monotonic()
-                restart_postgres(self.cluster)
-                back = time.monotonic()
-                self.tally.faults['PostgreSQL restarted'] += 1
-                self.tally.outages.append((outage_start, back))
-                self.tally.recoveries.append(self._time_to_recover(back))
-
-    def _time_to_recover(self, back):
-        """Seconds from PostgreSQL being back until every worker answers normally."""
-        clean = 0
-        while time.monotonic() - back < 30:
-            try:
-                ok = requests.get(self.base + '/balance/%d' % self.accounts[0],
-                                  timeout=5).status_code == 200
-            except requests.RequestException:
-                ok = False
-            clean = clean + 1 if ok else 0
-            # Enough consecutive answers that every worker must have served some.
-            if clean >= 4 * self.config.workers:
-                return time.monotonic() - back
-            time.sleep(0.02)
-        return float('inf')
 
     # -- the checks ------------------------------------------------------
 
@@ -365,16 +437,7 @@ class BankRun:
         results.append(('snapshot totals consistent (%d snapshots)' % self.tally.snapshot_checks,
                         self.tally.snapshot_checks > 0 and not self.tally.snapshot_violations,
                         str(self.tally.snapshot_violations[:5])))
-        stray = [(status, code) for moment, status, code in self.tally.server_errors
-                 if not (code == 531 and any(start <= moment <= end + RECOVERY_GRACE
-                                             for start, end in self.tally.outages))]
-        results.append(('no 5xx while PostgreSQL was up (only 531 during restarts)',
-                        not stray, str(Counter(stray).most_common(5))))
-        if self.tally.outages:
-            worst = max(self.tally.recoveries)
-            results.append(('normal answers within %.0f s after PostgreSQL is back'
-                            % RECOVERY_GRACE, worst <= RECOVERY_GRACE, '%.2f s' % worst))
-        return results
+        return results + self.service_results()
 
     def summary(self, results, elapsed):
         applied = sum(1 for op in self.operations if op.status == 200)
@@ -388,18 +451,8 @@ class BankRun:
                  '| refused (409, not enough money) | %d |' % refused,
                  '| outcome never learned | %d |' % (len(self.operations) - applied - refused),
                  '| retried at least once | %d |' % sum(op.attempts > 1 for op in self.operations),
-                 '', '| responses | count |', '|---|---|']
-        lines += ['| %s | %d |' % item for item in sorted(self.tally.responses.items())]
-        lines += ['', '| faults injected | count |', '|---|---|']
-        lines += ['| %s | %d |' % item for item in sorted(self.tally.faults.items())] or []
-        if self.tally.recoveries:
-            lines.append('| slowest recovery after PostgreSQL restart | %.2f s |'
-                         % max(self.tally.recoveries))
-        lines += ['', '| invariant | result |', '|---|---|']
-        lines += ['| %s | %s |' % (name, 'pass' if ok else 'FAIL: ' + detail)
-                  for name, ok, detail in results]
-        verdict = all(ok for _, ok, _ in results)
-        lines += ['', 'verdict: %s' % ('PASS' if verdict else 'FAIL')]
+                 '']
+        lines += self.fault_lines() + [''] + self.verdict_lines(results)
         return '\n'.join(lines)
 
 
@@ -414,11 +467,13 @@ def run_bank(database_url, config):
     return run, run.check(), elapsed
 
 
-def _fresh_database(admin_url):
+def fresh_database(admin_url, prefix='balance_api_bank'):
+    """Create and migrate a database named ``prefix`` and a random suffix on
+    the server of ``admin_url``; returns its URL."""
     admin = open_database(admin_url)
     admin.connect()
     admin.connection().autocommit = True
-    name = 'balance_api_bank_%s' % uuid.uuid4().hex[:12]
+    name = '%s_%s' % (prefix, uuid.uuid4().hex[:12])
     admin.execute_sql('CREATE DATABASE %s' % name)
     admin.close_all()
     url = urlunparse(urlparse(admin_url)._replace(path='/' + name))
@@ -428,24 +483,29 @@ def _fresh_database(admin_url):
     return url
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+def add_fault_arguments(parser):
+    """The command-line options every workload under faults takes."""
     parser.add_argument('--database-url', default=os.environ.get(
         'TEST_DATABASE_URL', 'postgresql://postgres@127.0.0.1:5432/test'),
         help='server to create a fresh database on')
     parser.add_argument('--duration', type=float, default=60)
-    parser.add_argument('--clients', type=int, default=32)
-    parser.add_argument('--readers', type=int, default=4)
-    parser.add_argument('--accounts', type=int, default=8)
     parser.add_argument('--workers', type=int, default=4)
     parser.add_argument('--kill-workers', action='store_true')
     parser.add_argument('--restart-postgres', type=int, default=0, metavar='N')
     parser.add_argument('--client-timeouts', action='store_true')
     parser.add_argument('--seed', type=int, default=1)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    add_fault_arguments(parser)
+    parser.add_argument('--clients', type=int, default=32)
+    parser.add_argument('--readers', type=int, default=4)
+    parser.add_argument('--accounts', type=int, default=8)
     args = parser.parse_args(argv)
     config = BankConfig(args.duration, args.clients, args.readers, args.accounts, args.workers,
                         args.kill_workers, args.restart_postgres, args.client_timeouts, args.seed)
-    run, results, elapsed = run_bank(_fresh_database(args.database_url), config)
+    run, results, elapsed = run_bank(fresh_database(args.database_url), config)
     print(run.summary(results, elapsed))
     return 0 if all(ok for _, ok, _ in results) else 1
 
