@@ -38,6 +38,8 @@ def create_app(settings=None, db=None):
         access = AuthOff()
     app = RoutesApp(middleware=[RequestId(), RequestTarget(), BodyLimit(settings.max_body_bytes),
                                 DatabaseConnection(db), access])
+    if not settings.auth:
+        app.headers_on_every_answer.append(AuthOff.HEADER)
     media.install(app)
 
     commands = CommandRunner(db)

@@ -63,8 +63,10 @@ class Authentication:
 class AuthOff:
     """``BALANCE_API_AUTH=off``: anyone may do anything, and every answer says so."""
 
+    HEADER = (AUTH_OFF_HEADER, 'off')
+
     def process_resource(self, req, resp, resource, params):
         req.context.caller = Caller.anyone()
 
     def process_response(self, req, resp, resource, req_succeeded):
-        resp.set_header(AUTH_OFF_HEADER, 'off')
+        resp.set_header(*self.HEADER)

@@ -1,4 +1,5 @@
-"""The application, remembering its routes: the API document states each operation's permit."""
+"""The application, remembering its routes (the API document states each operation's
+permit) and the headers every answer carries."""
 import falcon
 
 
@@ -6,6 +7,9 @@ class RoutesApp(falcon.App):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.routes = []
+        # (name, value) pairs every answer carries, including the refusals the
+        # server makes before the application runs (balance_api.web.worker).
+        self.headers_on_every_answer = []
 
     def add_route(self, uri_template, resource, **kwargs):
         super().add_route(uri_template, resource, **kwargs)

@@ -80,6 +80,8 @@ class ApiSyncWorker(SyncWorker):
         body = json.dumps(error.to_dict()).encode('utf-8')
         headers = [('Content-Type', 'application/json'), ('Content-Length', str(len(body))),
                    (REQUEST_ID_HEADER, answered_as), ('Connection', 'close')]
+        # What every answer of the application carries, refusals made here too.
+        headers += list(getattr(self.wsgi, 'headers_on_every_answer', ()))
         head = 'HTTP/1.1 %s\r\n' % error.status + ''.join(
             '%s: %s\r\n' % header for header in headers) + '\r\n'
 
