@@ -7,6 +7,8 @@ from .auth import keys as auth_keys
 from .auth.middleware import Authentication, AuthOff
 from .auth.openapi import PermitsPlugin
 from .config import Settings
+from .exports import openapi as exports_openapi
+from .exports import routes as exports_routes
 from .money import openapi as money_openapi
 from .money import routes as money_routes
 from .points import openapi as points_openapi
@@ -50,10 +52,12 @@ def create_app(settings=None, db=None):
 
     money_routes.add_routes(app, db, commands, on_user_deleted=revoke_keys_of)
     points_routes.add_routes(app, db, commands)
+    exports_routes.add_routes(app, db, settings)
     app.add_route('/health', Health())
     app.add_route('/ready', Ready(db))
     app.add_route('/openapi.json', OpenApiDocument(
-        build_spec([money_openapi.add_to_spec, points_openapi.add_to_spec],
+        build_spec([money_openapi.add_to_spec, points_openapi.add_to_spec,
+                    exports_openapi.add_to_spec],
                    plugins=[PermitsPlugin(app.permits_by_route())])))
     app.add_route('/api/docs', DocsPage())
     app.add_static_route('/api/docs/static', swagger_ui_bundle.swagger_ui_path)

@@ -16,6 +16,8 @@ class Settings:
     sqlite_busy_timeout: float = 10.0
     # Off only when BALANCE_API_AUTH=off is set: then anyone may do anything.
     auth: bool = True
+    # The Ed25519 private key (PEM) that signs export manifests and checkpoints.
+    signing_key_file: str = ''
 
     @classmethod
     def from_env(cls, environ=None):
@@ -27,6 +29,7 @@ class Settings:
             pool_size=int(env.get('DB_POOL_SIZE', defaults.pool_size)),
             sqlite_busy_timeout=float(env.get('SQLITE_BUSY_TIMEOUT', defaults.sqlite_busy_timeout)),
             auth=auth_setting(env.get('BALANCE_API_AUTH')),
+            signing_key_file=env.get('SIGNING_KEY_FILE', defaults.signing_key_file),
         )
 
 

@@ -17,9 +17,10 @@ HISTORY_LIST = 'Balance:Api:History:List'
 POINTS_CREATE = 'Transaction:Api:Points:Create'
 POINTS_GET = 'Transaction:Api:Points:Get'
 POINTS_LIST = 'Transaction:Api:Points:List'
+EXPORT_GET = 'Balance:Api:Export:Get'
 
 ALL = (USER_CREATE, USER_DELETE, BALANCE_GET, BALANCE_LIST, BALANCE_UPDATE, TRANSFER_CREATE,
-       HISTORY_LIST, POINTS_CREATE, POINTS_GET, POINTS_LIST, ADMIN)
+       HISTORY_LIST, POINTS_CREATE, POINTS_GET, POINTS_LIST, EXPORT_GET, ADMIN)
 
 
 def is_public(resource):

@@ -1,0 +1,1 @@
+"""The exports' errors: codes 801-829."""
