@@ -14,14 +14,13 @@ import datetime
 from typing import List, NamedTuple, Optional
 
 from peewee import JOIN
-from playhouse.postgres_ext import ServerSide
 
+from ..findings import Findings, Progress, stream
 from ..storage.db import is_postgres
 from .amounts import ZERO, format_amount
 from .chain import GENESIS_HASH, posting_hash
 from .models import EXTERNAL_ACCOUNT_ID, Account, JournalEntry, LedgerRuleStart, Posting
 
-FETCH_ROWS = 5000
 PROGRESS_EVERY = 100000
 
 
@@ -50,33 +49,6 @@ class Report(NamedTuple):
         return not self.problems and not self.unlisted
 
 
-class _Findings:
-    def __init__(self, limit):
-        self.limit = limit
-        self.listed = []
-        self.unlisted = 0
-
-    def __call__(self, kind, detail, **rows):
-        if len(self.listed) < self.limit:
-            self.listed.append(Problem(kind, detail, **rows))
-        else:
-            self.unlisted += 1
-
-
-class _Progress:
-    def __init__(self, callback, every):
-        self.callback = callback
-        self.every = every
-
-    def __call__(self, kind, count):
-        if self.callback is not None and count % self.every == 0:
-            self.callback(kind, count)
-
-
-def _stream(db, query):
-    return ServerSide(query, array_size=FETCH_ROWS) if is_postgres(db) else query.iterator()
-
-
 def verify_ledger(db, progress=None, max_problems=1000, progress_every=PROGRESS_EVERY):
     """Check the whole ledger.
 
@@ -86,8 +58,8 @@ def verify_ledger(db, progress=None, max_problems=1000, progress_every=PROGRESS_
     """
     if progress_every < 1:
         raise ValueError('progress_every must be positive')
-    problem = _Findings(max_problems)
-    tick = _Progress(progress, progress_every)
+    problem = Findings(Problem, max_problems)
+    tick = Progress(progress, progress_every)
     with db.atomic():
         # One snapshot for every pass (PostgreSQL: REPEATABLE READ).
         if is_postgres(db):
@@ -113,10 +85,10 @@ def _rule_start(rule):
 
 def _check_accounts(db, problem, tick):
     time_order_from = _rule_start('time order')
-    accounts = _stream(db, Account.select(Account.id, Account.balance, Account.last_hash,
+    accounts = stream(db, Account.select(Account.id, Account.balance, Account.last_hash,
                                           Account.deleted_at, Account.last_posted_at)
                        .order_by(Account.id).tuples())
-    postings = _stream(db, Posting.select(
+    postings = stream(db, Posting.select(
         Posting.id, Posting.account, Posting.amount, Posting.balance_after, Posting.hash,
         Posting.journal, Posting.created_at, JournalEntry.created_at, JournalEntry.operation,
         JournalEntry.sender_id, JournalEntry.receiver_id, JournalEntry.amount,
@@ -283,7 +255,7 @@ def _legs_text(legs):
 def _check_entries(db, problem, tick):
     """Every entry's postings are exactly the legs its operation implies;
     every posting has its entry."""
-    legs = _stream(db, JournalEntry.select(
+    legs = stream(db, JournalEntry.select(
         JournalEntry.id, JournalEntry.operation, JournalEntry.sender_id,
         JournalEntry.receiver_id, JournalEntry.amount, JournalEntry.key_name, Posting.account,
         Posting.amount)
@@ -328,7 +300,7 @@ def _check_entries(db, problem, tick):
                .join(JournalEntry, join_type=JOIN.LEFT_OUTER,
                      on=(Posting.journal == JournalEntry.id))
                .where(JournalEntry.id.is_null()).order_by(Posting.id).tuples())
-    for posting_id, journal_id, account_id in _stream(db, orphans):
+    for posting_id, journal_id, account_id in stream(db, orphans):
         problem('orphan posting', 'posting %d names journal entry %d, which does not exist'
                 % (posting_id, journal_id), account_id=account_id, posting_id=posting_id,
                 journal_id=journal_id)

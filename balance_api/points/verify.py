@@ -17,13 +17,12 @@ import datetime
 from typing import List, NamedTuple, Optional
 
 from peewee import JOIN, fn
-from playhouse.postgres_ext import ServerSide
 
+from ..findings import Findings, stream
 from ..storage.db import is_postgres
 from .chain import GENESIS_HASH, entry_hash
 from .models import PointsBalance, PointsClub, PointsDraw, PointsEntry, PointsMember
 
-FETCH_ROWS = 5000
 PROGRESS_EVERY = 100000
 
 
@@ -53,24 +52,6 @@ class PointsReport(NamedTuple):
         return not (self.members or self.entries or self.draws)
 
 
-class _Findings:
-    def __init__(self, limit):
-        self.limit = limit
-        self.listed = []
-        self.unlisted = 0
-
-    def __call__(self, kind, detail, **rows):
-        if len(self.listed) < self.limit:
-            self.listed.append(PointsProblem(kind, detail, **rows))
-        else:
-            self.unlisted += 1
-
-
-def _stream(db, query):
-    return iter(ServerSide(query, array_size=FETCH_ROWS) if is_postgres(db)
-                else query.iterator())
-
-
 class _ByMember:
     """Rows of one cursor ordered by member (the first column), taken a member at a time."""
 
@@ -96,7 +77,7 @@ def verify_points(db, progress=None, max_problems=1000, progress_every=PROGRESS_
     """
     if progress_every < 1:
         raise ValueError('progress_every must be positive')
-    problem = _Findings(max_problems)
+    problem = Findings(PointsProblem, max_problems)
     with db.atomic():
         if is_postgres(db):
             db.execute_sql('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY')
@@ -107,7 +88,7 @@ def verify_points(db, progress=None, max_problems=1000, progress_every=PROGRESS_
 
 def _entries_with_draws(db):
     grant = PointsEntry.alias('grant_entry')
-    return _stream(db, PointsEntry.select(
+    return stream(db, PointsEntry.select(
         PointsEntry.member_id, PointsEntry.id, PointsEntry.club, PointsClub.slug,
         PointsEntry.wallet, PointsEntry.payer, PointsEntry.event_type, PointsEntry.amount,
         PointsEntry.event_at, PointsEntry.expires_on, PointsEntry.balance_after,
@@ -124,7 +105,7 @@ def _entries_with_draws(db):
 
 def _grants_with_drawn(db):
     drawn = PointsDraw.alias('drawn')
-    return _stream(db, PointsEntry.select(
+    return stream(db, PointsEntry.select(
         PointsEntry.member_id, PointsEntry.id, PointsEntry.amount, PointsEntry.remaining,
         fn.SUM(drawn.points))
         .join(drawn, JOIN.LEFT_OUTER, on=(drawn.grant == PointsEntry.id))
@@ -135,12 +116,12 @@ def _grants_with_drawn(db):
 
 
 def _check_members(db, problem, progress, progress_every):
-    members = _ByMember(_stream(db, PointsMember.select(
+    members = _ByMember(stream(db, PointsMember.select(
         PointsMember.member_id, PointsMember.last_hash).order_by(PointsMember.member_id)
         .tuples()))
     entries = _ByMember(_entries_with_draws(db))
     grants = _ByMember(_grants_with_drawn(db))
-    balances = _ByMember(_stream(db, PointsBalance.select(
+    balances = _ByMember(stream(db, PointsBalance.select(
         PointsBalance.member_id, PointsBalance.id, PointsBalance.club, PointsBalance.wallet,
         PointsBalance.payer, PointsBalance.balance)
         .order_by(PointsBalance.member_id, PointsBalance.id).tuples()))
@@ -303,6 +284,6 @@ def _check_orphan_draws(db, problem):
     orphans = (PointsDraw.select(PointsDraw.id, PointsDraw.entry)
                .join(PointsEntry, JOIN.LEFT_OUTER, on=(PointsDraw.entry == PointsEntry.id))
                .where(PointsEntry.id.is_null()).order_by(PointsDraw.id).tuples())
-    for draw_id, entry_id in _stream(db, orphans):
+    for draw_id, entry_id in stream(db, orphans):
         problem('points draw', 'draw %d belongs to entry %d, which does not exist'
                 % (draw_id, entry_id), entry_id=entry_id, draw_id=draw_id)
