@@ -93,13 +93,18 @@ def evaluate(scenarios, records):
     return rows
 
 
+def _error_total(counts):
+    return sum(counts.get(key, 0) for key in ('connect', 'read', 'write', 'status', 'timeout'))
+
+
 def _service_errors(record, measurement):
     errors = record.get('errors', {})
-    total = sum(errors.get(measurement, {}).get(key, 0)
-                for key in ('connect', 'read', 'write', 'status', 'timeout'))
-    warmup = errors.get('warmup', {})
-    return total + sum(warmup.get(key, 0) for key in ('connect', 'read', 'write', 'status',
-                                                        'timeout'))
+    total = _error_total(errors.get(measurement, {}))
+    if 'warmups' in record:
+        # A scenario comparing services: the warm-ups of that figure (its own service).
+        return total + sum(_error_total(warm.get('errors', {})) for warm in record['warmups']
+                           if warm.get('measurement') == measurement)
+    return total + _error_total(errors.get('warmup', {}))
 
 
 # -- text ----------------------------------------------------------------
@@ -214,8 +219,24 @@ def details(results):
                 facts.append('%s: %s non-2xx, %s socket errors over %s requests' % (
                     name, counts.get('status', 0), total - counts.get('status', 0),
                     '{:,}'.format(sum(s['requests'] for s in measurements.get(name, [])))))
-        if record['number'] in (1, 2, 3, 7, 8, 9):
+        if record['number'] in (1, 2, 3, 7, 8, 9, 10):
             facts.append('deadlocks %s' % record.get('deadlocks'))
+        if record.get('service_order'):
+            facts.append('services per run: %s' % ' / '.join(
+                ' then '.join(order) for order in record['service_order']))
+            for name, samples in measurements.items():
+                if samples and 'ok_rps' in samples[0]:
+                    facts.append('%s per run %s req/s' % (name, ', '.join(
+                        '{:,.0f}'.format(s['ok_rps']) for s in samples)))
+                cpu = [s.get('worker_cpu_ms_per_request') for s in samples]
+                if cpu and None not in cpu:
+                    facts.append('%s workers\' CPU per request %s ms' % (
+                        name, ', '.join('%.2f' % c for c in cpu)))
+        for prefix, probe in sorted(record.get('service_probes', {}).items()):
+            facts.append('%s: GET %s without a key %s%s' % (
+                prefix, probe['path'], probe['keyless_status'],
+                ', with the key %s' % probe['keyed_status'] if probe['keys']
+                else ' (X-Balance-Auth: %s)' % probe['x_balance_auth']))
         if record.get('service_log_errors'):
             facts.append('%d error lines in the service log' % record['service_log_errors'])
         sample = record.get('history_rows_per_answer')
@@ -242,10 +263,10 @@ def details(results):
                              sample['points_each'], sample['refused'], sample['other'] or 'none',
                              sample['points_drawn'], _points_text(sample['balance_before']),
                              _points_text(sample['balance_after']), sample['seconds']))
-        for name in ('transfer', 'hot_transfer', 'add_sub', 'balance_get', 'history', 'health',
-                     'points_add', 'points_spend', 'points_spend_deep', 'points_spend_shallow'):
-            samples = measurements.get(name)
-            if samples and name in {c for c in _service_measurements(record)}:
+        for name, samples in measurements.items():
+            # The service's wrk figures (wrk's samples are the ones with latencies).
+            if (samples and name in _service_measurements(record)
+                    and 'latency_us' in samples[0]):
                 p50 = statistics.median(s['latency_us']['p50'] for s in samples) / 1000
                 p99 = statistics.median(s['latency_us']['p99'] for s in samples) / 1000
                 facts.append('%s latency p50 %.1f ms, p99 %.1f ms' % (name, p50, p99))

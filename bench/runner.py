@@ -79,6 +79,19 @@ class Scenario(NamedTuple):
     writes: bool = False
     require_clean: bool = False    # zero errors and zero deadlocks are part of the target
     points: bool = False           # needs the points seed (bench/points_seed.py)
+    # Services to compare, as (prefix, extra environment): measurement
+    # '<prefix>_<name>' is <name> taken against a service of its own started with
+    # that environment. Empty: one service, the usual one, for every measurement.
+    services: Tuple[Tuple[str, dict], ...] = ()
+
+
+def service_of(scenario, measurement):
+    """(prefix, environment, measurement as _measure knows it) of a multi-service scenario."""
+    for prefix, env in scenario.services:
+        if measurement.startswith(prefix + '_'):
+            return prefix, env, measurement[len(prefix) + 1:]
+    raise KeyError('scenario %d compares services %s: %r names none of them' % (
+        scenario.number, ', '.join(p for p, _ in scenario.services), measurement))
 
 
 def _ok_rps(sample):
@@ -112,6 +125,11 @@ def _overspend_checks(samples):
 
 PGBENCH_TPS = Figure('pgbench', lambda s: s['tps'], 'tps')
 ADD_SUB_RPS = Figure('add_sub', _ok_rps, 'req/s')
+
+# Scenario 10: the same requests with keys and with keys off.
+KEYS_ON = ('auth', {'BALANCE_API_AUTH': 'on'})
+KEYS_OFF = ('noauth', {'BALANCE_API_AUTH': 'off'})
+KEYS_PROBE_PATH = '/balance/1'   # asked once without a key of every service scenario 10 starts
 
 SCENARIOS = (
     Scenario(1, 'transfers', 'Random transfers',
@@ -207,6 +225,22 @@ SCENARIOS = (
                         fixed_ceiling_text='%d (what the balance covers)' % OVERSPEND_COVERED,
                         checks=_overspend_checks),),
              writes=True),
+    Scenario(10, 'auth', 'What keys cost',
+             'GET /balance/{uid} and PUT /transfer as in scenarios 4 and 1, every request '
+             'with the admin key, against the same requests without a key to a service '
+             'started with BALANCE_API_AUTH=off on the same run database. One service runs '
+             'at a time: in each run the one with keys takes both figures, then the one '
+             'without (the other way round in every other run), each freshly started and '
+             'warmed up. Also needs zero errors with keys (a non-2xx would mean the key was '
+             'not sent or not accepted) and zero deadlocks.',
+             None,
+             (Criterion('10-balance', 'GET /balance/{uid} with keys',
+                        Figure('auth_balance_get', _ok_rps, 'req/s'),
+                        Figure('noauth_balance_get', _ok_rps, 'req/s'), '>=', 0.9),
+              Criterion('10-transfer', 'PUT /transfer with keys',
+                        Figure('auth_transfer', _ok_rps, 'req/s'),
+                        Figure('noauth_transfer', _ok_rps, 'req/s'), '>=', 0.9)),
+             writes=True, require_clean=True, services=(KEYS_ON, KEYS_OFF)),
 )
 
 
@@ -373,10 +407,19 @@ class Bench:
     # -- measurements --------------------------------------------------
 
     def _wrk(self, script, args, duration=None):
-        return wrk.run(self.service.url, script, duration or self.options.duration,
-                       self.options.connections, self.options.threads,
-                       args=list(args) + ['seed=%d' % random.randrange(1, 1 << 30)],
-                       log=self.wrk_log, token=self.service.token)
+        cpu_before = self.service.cpu_seconds()
+        sample = wrk.run(self.service.url, script, duration or self.options.duration,
+                         self.options.connections, self.options.threads,
+                         args=list(args) + ['seed=%d' % random.randrange(1, 1 << 30)],
+                         log=self.wrk_log, token=self.service.token)
+        # The workers' CPU per request: steadier than req/s when other work shares
+        # the machine (it counts work, not waiting for a core).
+        cpu_after = self.service.cpu_seconds()
+        spent = sum(cpu_after[pid] - cpu_before[pid] for pid in cpu_after
+                    if cpu_after[pid] is not None and cpu_before.get(pid) is not None)
+        sample['worker_cpu_ms_per_request'] = (spent * 1000 / sample['requests']
+                                               if sample['requests'] else None)
+        return sample
 
     def _measure(self, name, warmup=False, repeat=0):
         """Take one sample of measurement ``name`` (the service must be running)."""
@@ -422,10 +465,12 @@ class Bench:
             return self._stream()
         raise KeyError(name)
 
-    def sample(self, name, repeat):
+    def sample(self, name, repeat, measure=None):
+        """Sample ``repeat`` of ``name``, taken once (as measurement ``measure``, by
+        default ``name`` itself) and shared by every scenario that needs it."""
         key = (name, repeat)
         if key not in self.cache:
-            self.cache[key] = self._measure(name, repeat=repeat)
+            self.cache[key] = self._measure(measure or name, repeat=repeat)
         return self.cache[key]
 
     def _copy(self):
@@ -591,26 +636,32 @@ class Bench:
             for figure in (criterion.ceiling, criterion.service):
                 if figure and figure.measurement not in needed:
                     needed.append(figure.measurement)
-        log_path = os.path.join(self.log_dir, 'service-%d-%s.log' % (scenario.number, scenario.key))
+        if scenario.services:
+            # Every figure of a scenario that compares services is a service's.
+            record['service_measurements'] = sorted(needed)
+            log_paths = [self._service_log(scenario, prefix) for prefix, _ in scenario.services]
+        else:
+            log_paths = [self._service_log(scenario)]
         deadlocks_before = self.pg.deadlocks(self.run_db)
         started = time.perf_counter()
         try:
-            self.service = Service(self.pg.database_url(self.run_db), options.workers, log_path)
-            self.service.start()
-            record['workers'] = len(self.service.worker_pids())
-            if options.warmup > 0 and scenario.warmup:
-                warm = self._measure(scenario.warmup, warmup=True)
-                record['warmup'] = _brief(warm)
-                if scenario.warmup != 'copy' and warm.get('ok_requests', 1) == 0:
-                    raise RuntimeError('every warm-up request failed (%s); service log: %s'
-                                       % (warm['errors'], self.service.log_tail(5)))
-            if scenario.key == 'history':
-                record['history_rows_per_answer'] = self._history_rows_sample()
-            for repeat in range(options.repeat):
-                for name in needed:
-                    self.sample(name, repeat)
-                self.say('  %d. %s: run %d/%d done' % (scenario.number, scenario.title,
-                                                        repeat + 1, options.repeat))
+            if scenario.services:
+                self._run_services(scenario, needed, record)
+            else:
+                self.service = Service(self.pg.database_url(self.run_db), options.workers,
+                                       log_paths[0])
+                self.service.start()
+                record['workers'] = len(self.service.worker_pids())
+                if options.warmup > 0 and scenario.warmup:
+                    warm = self._warm_up(scenario.warmup)
+                    record['warmup'] = _brief(warm)
+                if scenario.key == 'history':
+                    record['history_rows_per_answer'] = self._history_rows_sample()
+                for repeat in range(options.repeat):
+                    for name in needed:
+                        self.sample(name, repeat)
+                    self.say('  %d. %s: run %d/%d done' % (scenario.number, scenario.title,
+                                                            repeat + 1, options.repeat))
         except Exception as exc:
             record['error'] = '%s: %s' % (type(exc).__name__, exc)
             self.say('  %d. %s FAILED: %s' % (scenario.number, scenario.title, record['error']))
@@ -621,7 +672,7 @@ class Bench:
         record['seconds'] = round(time.perf_counter() - started, 1)
         self.pg.wait_for_backends_to_exit(self.run_db)
         record['deadlocks'] = self.pg.deadlocks(self.run_db) - deadlocks_before
-        record['service_log_errors'] = _count_error_lines(log_path)
+        record['service_log_errors'] = sum(_count_error_lines(path) for path in log_paths)
         record['measurements'] = {
             name: [self.cache[(name, r)] for r in range(options.repeat) if (name, r) in self.cache]
             for name in needed}
@@ -634,8 +685,95 @@ class Bench:
                         wrk_errors[name][key] += value
         if 'warmup' in record and 'errors' in record['warmup']:
             wrk_errors.setdefault('warmup', record['warmup']['errors'])
+        for warm in record.get('warmups', []):   # every warm-up of every service, added up
+            for key, value in warm.get('errors', {}).items():
+                wrk_errors.setdefault('warmup', {}).setdefault(key, 0)
+                wrk_errors['warmup'][key] += value
         record['errors'] = wrk_errors
         return record
+
+    def _service_log(self, scenario, prefix=None):
+        return os.path.join(self.log_dir, 'service-%d-%s%s.log' % (
+            scenario.number, scenario.key, '-' + prefix if prefix else ''))
+
+    def _warm_up(self, name, measure=None):
+        warm = self._measure(measure or name, warmup=True)
+        if name != 'copy' and warm.get('ok_requests', 1) == 0:
+            raise RuntimeError('every warm-up request of %s failed (%s); service log: %s'
+                               % (name, warm['errors'], self.service.log_tail(5)))
+        return warm
+
+    def _run_services(self, scenario, needed, record):
+        """The repeats of a scenario that compares services (``Scenario.services``).
+
+        One service at a time, on the run database: in each repeat every service
+        is started, warmed up with each of its measurements, measured and stopped,
+        in the scenario's order in even repeats and the other way round in odd
+        ones, so that drift (the journal growing, the machine's other work) falls
+        on every service alike.
+        """
+        options = self.options
+        by_service = collections.OrderedDict((prefix, []) for prefix, _ in scenario.services)
+        for name in needed:
+            by_service[service_of(scenario, name)[0]].append(name)
+        environments = dict(scenario.services)
+        record['service_order'] = []
+        record['warmups'] = []
+        record['service_probes'] = {}
+        for repeat in range(options.repeat):
+            order = list(by_service) if repeat % 2 == 0 else list(by_service)[::-1]
+            record['service_order'].append(order)
+            for prefix in order:
+                self.service = Service(self.pg.database_url(self.run_db), options.workers,
+                                       self._service_log(scenario, prefix),
+                                       env=environments[prefix])
+                try:
+                    self.service.start()
+                    record.setdefault('workers', len(self.service.worker_pids()))
+                    probe = self._probe_keys()
+                    record['service_probes'].setdefault(prefix, probe)
+                    for name in by_service[prefix]:
+                        base = service_of(scenario, name)[2]
+                        if options.warmup > 0:
+                            warm = self._warm_up(name, base)
+                            record['warmups'].append(dict(_brief(warm), service=prefix,
+                                                          measurement=name, repeat=repeat))
+                        self.sample(name, repeat, base)
+                finally:
+                    self.service.stop()
+                    self.service = None
+                # Every backend of this service gone before the next one starts.
+                self.pg.wait_for_backends_to_exit(self.run_db)
+            self.say('  %d. %s: run %d/%d done (%s)' % (
+                scenario.number, scenario.title, repeat + 1, options.repeat,
+                ' then '.join(order)))
+
+    def _probe_keys(self):
+        """One request without a key: a service with keys must refuse it (401), one
+        with keys off must serve it and say so (X-Balance-Auth: off). Otherwise the
+        comparison would compare nothing: raises."""
+        connection = http.client.HTTPConnection('127.0.0.1', self.service.port, timeout=30)
+        try:
+            connection.request('GET', KEYS_PROBE_PATH)
+            answer = connection.getresponse()
+            answer.read()
+            status, auth_header = answer.status, answer.getheader('X-Balance-Auth')
+        finally:
+            connection.close()
+        keyed = None
+        if self.service.keys:
+            keyed, _ = self._request('GET', KEYS_PROBE_PATH)
+            held = status == 401 and keyed == 200
+        else:
+            held = status == 200 and auth_header == 'off'
+        probe = {'keys': self.service.keys, 'path': KEYS_PROBE_PATH, 'keyless_status': status,
+                 'keyed_status': keyed, 'x_balance_auth': auth_header}
+        if not held:
+            raise RuntimeError('the service with keys %s answered GET %s %s without a key '
+                               '(X-Balance-Auth: %s) and %s with one' % (
+                                   'on' if self.service.keys else 'off', KEYS_PROBE_PATH,
+                                   status, auth_header, keyed))
+        return probe
 
 
 def _parse_body(data):

@@ -39,6 +39,19 @@ def _status_kib(pid, field):
     return None
 
 
+_CLOCK_TICKS = os.sysconf('SC_CLK_TCK')
+
+
+def _cpu_seconds(pid):
+    """User + system CPU time of a process from /proc/<pid>/stat, in seconds (None if gone)."""
+    try:
+        with open('/proc/%d/stat' % pid) as handle:
+            fields = handle.read().rsplit(')', 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _admin_key(database_url):
     """A new admin key in the service's database; returns its token."""
     from balance_api.auth import keys
@@ -68,7 +81,11 @@ class Service:
         self.env = {**os.environ, **(env or {}), 'DATABASE_URL': database_url}
         self.ready_timeout = ready_timeout
         self.process = None
-        # The admin key every measurement sends (made once the schema is migrated).
+        # Whether the service asks for keys (BALANCE_API_AUTH, read as the service reads it).
+        from balance_api.config import auth_setting
+        self.keys = auth_setting(self.env.get('BALANCE_API_AUTH'))
+        # The admin key every measurement sends (made once the schema is migrated);
+        # None when keys are off: then nothing is sent.
         self.token = None
 
     def __enter__(self):
@@ -92,7 +109,8 @@ class Service:
             try:
                 with urllib.request.urlopen(self.url + '/ready', timeout=2) as answer:
                     if answer.status == 200 and len(self.worker_pids()) >= self.workers:
-                        self.token = self.token or _admin_key(self.database_url)
+                        if self.keys:
+                            self.token = self.token or _admin_key(self.database_url)
                         return self
             except (urllib.error.URLError, ConnectionError, OSError):
                 pass
@@ -136,6 +154,10 @@ class Service:
         """{pid: VmHWM} of every worker."""
         return {pid: _status_kib(pid, 'VmHWM') for pid in self.worker_pids()}
 
+    def cpu_seconds(self):
+        """{pid: user + system CPU seconds} of every worker (None if gone)."""
+        return {pid: _cpu_seconds(pid) for pid in self.worker_pids()}
+
     def rss_kib(self):
         return {pid: _status_kib(pid, 'VmRSS') for pid in self.worker_pids()}
 
@@ -154,7 +176,8 @@ class Service:
 
     @property
     def headers(self):
-        return {'Authorization': 'Bearer ' + self.token}
+        """The headers that carry the key ({} when keys are off)."""
+        return {'Authorization': 'Bearer ' + self.token} if self.token else {}
 
     def log_tail(self, lines=20):
         try:
