@@ -7,6 +7,8 @@ import re
 import sys
 
 from .config import Settings
+from .exports import checkpoints
+from .exports import commands as export_cli
 from .points.ledger import POLICIES
 from .storage.db import database, migrate, open_database
 from .web import idempotency
@@ -155,6 +157,14 @@ def cmd_verify(settings, args):
         # One list of at most MAX_LISTED problems for both ledgers.
         points = verify_points(db, progress=progress,
                                max_problems=max(0, MAX_LISTED - len(report.problems)))
+        held_to = []
+        if args.checkpoints:
+            try:
+                held_to = checkpoints.check_against(db, args.checkpoints, args.public_key)
+            except OSError as exc:
+                print('python -m balance_api verify: cannot read %s: %s'
+                      % (args.checkpoints, exc.strerror), file=sys.stderr)
+                return 2
     if interactive:
         sys.stderr.write('\r\033[K')
     print('accounts: %d, postings: %d, journal entries: %d'
@@ -162,16 +172,19 @@ def cmd_verify(settings, args):
     if not points.empty:
         print('points members: %d, points entries: %d, points draws: %d'
               % (points.members, points.entries, points.draws))
-    for found in [*report.problems, *points.problems]:
+    for found in [*report.problems, *points.problems, *held_to]:
         made_with = getattr(found, 'key_name', None)
         print('PROBLEM %s: %s%s' % (found.kind, found.detail,
                                     ' [made with key %s]' % made_with if made_with else ''))
     unlisted = report.unlisted + points.unlisted
     if unlisted:
         print('... and %d more problem(s), not listed' % unlisted)
-    ok = report.ok and points.ok
+    if args.checkpoints:
+        print('checkpoints in %s: %s' % (args.checkpoints, 'held' if not held_to else
+                                         '%d problem(s)' % len(held_to)))
+    ok = report.ok and points.ok and not held_to
     print('ledger OK' if ok else 'ledger BROKEN: %d problem(s)'
-          % (len(report.problems) + len(points.problems) + unlisted))
+          % (len(report.problems) + len(points.problems) + len(held_to) + unlisted))
     return 0 if ok else 1
 
 
@@ -227,7 +240,12 @@ def main(argv=None):
     serve.add_argument('--port', type=int, default=8000)
     serve.add_argument('--workers', type=int, default=0,
                        help='worker processes (default: 2 x cores + 1)')
-    commands.add_parser('verify', help='recompute every balance and hash chain; exit 1 on any problem')
+    verify = commands.add_parser(
+        'verify', help='recompute every balance and hash chain; exit 1 on any problem')
+    verify.add_argument('--checkpoints', metavar='FILE',
+                        help='also prove the ledger still extends every signed checkpoint in FILE')
+    verify.add_argument('--public-key', metavar='KEY',
+                        help="the checkpoints' public key (base64); default: the one each names")
     create_key = commands.add_parser(
         'create-key', help='create an API key and print its token once (the last line)')
     create_key.add_argument('--name', required=True, type=_key_name)
@@ -244,6 +262,8 @@ def main(argv=None):
     policy = commands.add_parser('club-policy', help="set the order a club's spends draw in")
     policy.add_argument('slug', type=_club_slug)
     policy.add_argument('policy', choices=POLICIES)
+    checkpoint_commands = checkpoints.add_checkpoint_command(commands)
+    export_commands = export_cli.register(commands)
     prune = commands.add_parser('prune-idempotency', help='forget old idempotency keys')
     prune.add_argument('--older-than-hours', type=float, default=48.0,
                        help='at least 24 (default 48)')
@@ -255,11 +275,12 @@ def main(argv=None):
     except ValueError as exc:
         print('python -m balance_api: %s' % exc, file=sys.stderr)
         return 2
-    handler = {'migrate': cmd_migrate, 'serve': cmd_serve, 'verify': cmd_verify,
-               'prune-idempotency': cmd_prune_idempotency, 'create-key': cmd_create_key,
-               'list-keys': cmd_list_keys, 'revoke-key': cmd_revoke_key,
-               'expire-points': cmd_expire_points, 'club-policy': cmd_club_policy}[args.command]
-    return handler(settings, args)
+    handlers = {'migrate': cmd_migrate, 'serve': cmd_serve, 'verify': cmd_verify,
+                'prune-idempotency': cmd_prune_idempotency, 'create-key': cmd_create_key,
+                'list-keys': cmd_list_keys, 'revoke-key': cmd_revoke_key,
+                'expire-points': cmd_expire_points, 'club-policy': cmd_club_policy,
+                **checkpoint_commands, **export_commands}
+    return handlers[args.command](settings, args)
 
 
 if __name__ == '__main__':

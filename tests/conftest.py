@@ -82,9 +82,19 @@ def database_url(request, tmp_path):
     return url
 
 
+@pytest.fixture(scope='session')
+def signing_key_file(tmp_path_factory):
+    """An Ed25519 key that signs the test service's manifests."""
+    from balance_api.exports import signing
+    path = str(tmp_path_factory.mktemp('signing') / 'signing.pem')
+    signing.create_key_file(path)
+    return path
+
+
 @pytest.fixture
-def app(database_url):
-    application = create_app(Settings(database_url=database_url))
+def app(database_url, signing_key_file):
+    application = create_app(Settings(database_url=database_url,
+                                      signing_key_file=signing_key_file))
     yield application
 
 

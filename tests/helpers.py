@@ -80,6 +80,18 @@ ERRORS = {
     705: (401, 'API key has expired'),
     706: (403, 'API key lacks the permit this operation needs'),
     707: (403, 'API key may act only for the user it is bound to'),
+    801: (422, 'Export query is not correct (an unknown key, or a key given twice)'),
+    802: (422, 'Export date format is not correct '
+               '(date-start and date-end are required, YYYY-MM-DD)'),
+    803: (422, 'Export date-start is after date-end'),
+    804: (422, 'Export uid format is not correct (a positive integer that fits 64 bits)'),
+    805: (422, 'Export operation is not correct '
+               '(user_add, user_delete, balance_add, balance_sub or balance_transfer)'),
+    806: (422, 'Export format is not correct (csv or jsonl)'),
+    807: (422, 'Export event_type is not correct '
+               '(purchase, campaign, issue, use, revoke, expire or other)'),
+    810: (503, 'Signing key is not configured (SIGNING_KEY_FILE)'),
+    811: (404, 'No public key: the signing key is not configured'),
 }
 
 MAX_USER_ID = 9223372036854775807

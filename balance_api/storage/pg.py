@@ -47,15 +47,19 @@ class ServerCursor:
     fetch of ``rows`` rows, in one round trip (with the transaction's BEGIN,
     see ``balance_api.storage.db``). It lives until the transaction ends."""
 
-    def __init__(self, db, sql, params, rows):
+    def __init__(self, db, sql, params, rows, name='stream'):
+        # ``name`` tells apart cursors open at once in one transaction (an
+        # identifier chosen by the caller, never a client's text).
+        if not re.fullmatch(r'[a-z_][a-z0-9_]{0,62}', name):
+            raise ValueError('not a cursor name: %r' % name)
         self.db = db
+        self.name = name
         self.pending = db.execute_sql(
-            'DECLARE stream NO SCROLL CURSOR FOR ' + sql + '; ' + self._fetch(rows),
+            'DECLARE ' + name + ' NO SCROLL CURSOR FOR ' + sql + '; ' + self._fetch(rows),
             params).fetchall()
 
-    @staticmethod
-    def _fetch(rows):
-        return 'FETCH FORWARD %d FROM stream' % rows
+    def _fetch(self, rows):
+        return 'FETCH FORWARD %d FROM %s' % (rows, self.name)
 
     def fetchmany(self, rows):
         """The next rows: the first fetch's, then ``rows`` more per call."""
@@ -63,6 +67,11 @@ class ServerCursor:
             batch, self.pending = self.pending, None
             return batch
         return self.db.execute_sql(self._fetch(rows)).fetchall()
+
+    def close(self):
+        """Close the cursor before its transaction ends (its name is free again)."""
+        self.pending = None
+        self.db.execute_sql('CLOSE ' + self.name)
 
 
 def failed_table(exc):

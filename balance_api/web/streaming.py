@@ -51,6 +51,14 @@ def report_progress_to(callback):
     _progress = callback
 
 
+def progress():
+    """Tell the server a long answer is still moving (the callback of
+    ``report_progress_to``); for streams built elsewhere, and for work that
+    sends nothing for a long time (a manifest hashes a whole export first)."""
+    if _progress is not None:
+        _progress()
+
+
 def respond(resp, db, statement):
     """Answer with the rows of ``statement(at_most)``, an ``(sql, params)``
     pair; ``at_most`` caps the number of rows (None: all of them)."""

@@ -21,6 +21,12 @@ ROUTES = {
     '/v3/{club}/transactions/points/by_msisdn/{msisdn}': {'get'},
     '/v3/{club}/transactions/points/by_email/{email}': {'get'},
     '/v3/{club}/transactions/points/events/{member_id}': {'get'},
+    '/export': {'get'},
+    '/export/manifest': {'get'},
+    '/export/points': {'get'},
+    '/export/points/manifest': {'get'},
+    '/export/public-key': {'get'},
+    '/reconciliation': {'get'},
     '/health': {'get'},
     '/ready': {'get'},
 }

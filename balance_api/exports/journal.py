@@ -1,0 +1,146 @@
+"""The journal as an export: one row per entry with both parties' postings,
+and the per-account figures its manifest and reconciliation share."""
+from decimal import Decimal
+
+from peewee import JOIN, fn
+
+from ..money import pg_sql as money_sql
+from ..money.amounts import ZERO, format_amount
+from ..money.models import EXTERNAL_ACCOUNT_ID, Account, JournalEntry, Posting
+from ..storage.db import is_postgres
+from . import formats, run
+from .query import OPERATIONS
+
+COLUMNS = ('id', 'date', 'operation', 'sender_id', 'receiver_id', 'sum',
+           'transaction_description', 'key_name', 'sender_balance_after',
+           'receiver_balance_after', 'sender_hash', 'receiver_hash')
+
+
+def money(value):
+    """A stored amount (Decimal on PostgreSQL, text on SQLite) as a Decimal."""
+    return None if value is None else Decimal(str(value))
+
+
+def _text(value):
+    return None if value is None else format_amount(money(value))
+
+
+def entries(query, settled, *columns):
+    """The journal entries ``query`` covers, in id order (up to ``settled`` when given).
+
+    ``uid`` matches entries where the user is a party: those with a posting
+    on its account, found through the (account, created_at) index.
+    """
+    rows = JournalEntry.select(*columns).where(JournalEntry.created_at >= query.start)
+    if query.end is not None:
+        rows = rows.where(JournalEntry.created_at < query.end)
+    if query.uid is not None:
+        legs = Posting.select(Posting.journal).where(
+            Posting.account == query.uid, Posting.created_at >= query.start)
+        if query.end is not None:
+            legs = legs.where(Posting.created_at < query.end)
+        rows = rows.where(JournalEntry.id.in_(legs))
+    if query.kinds:
+        rows = rows.where(JournalEntry.operation.in_(list(query.kinds)))
+    if settled is not None:
+        rows = rows.where(JournalEntry.id <= settled)
+    return rows.order_by(JournalEntry.id)
+
+
+def _last_posting(column, before, settled):
+    """A correlated subquery: ``column`` of the account's newest posting before ``before``."""
+    newest = Posting.alias('newest')
+    found = newest.select(getattr(newest, column)).where(newest.account == Account.id)
+    if before is not None:
+        found = found.where(newest.created_at < before)
+    if settled is not None:
+        found = found.where(newest.journal <= settled)
+    return found.order_by(newest.created_at.desc(), newest.id.desc()).limit(1)
+
+
+def account_figures(db, start, end, settled, accounts=None, name='figures'):
+    """``(account_id, opening, closing, last_hash)`` of each user account
+    (all of them, or those ``accounts`` selects), in id order, read in
+    chunks: opening is the balance after its newest posting before
+    ``start`` (0.00 without one), closing the same before ``end``, and
+    last_hash that posting's hash (None without one). Run it inside the
+    export's snapshot. The manifest, reconciliation and ``verify-export
+    --against-ledger`` all use this one computation.
+    """
+    rows = (Account.select(Account.id, _last_posting('balance_after', start, settled),
+                           _last_posting('balance_after', end, settled),
+                           _last_posting('hash', end, settled))
+            .where(Account.id != EXTERNAL_ACCOUNT_ID))
+    if accounts is not None:
+        rows = rows.where(Account.id.in_(accounts))
+    for batch in run.batches(db, rows.order_by(Account.id), name=name):
+        for account_id, opening, closing, last_hash in batch:
+            opening = money(opening) if opening is not None else ZERO
+            closing = money(closing) if closing is not None else opening
+            yield account_id, opening, closing, last_hash
+
+
+class JournalSource:
+    name = 'journal'
+    stem = 'journal'
+    kind_key = 'operation'
+    kinds = OPERATIONS
+    columns = COLUMNS
+    text_columns = frozenset(['transaction_description', 'key_name'])
+    kind_column, amount_column, amount_type = 'operation', 'sum', Decimal
+
+    @staticmethod
+    def settled_id(db):
+        return money_sql.settled_id(db) if is_postgres(db) else None
+
+    @staticmethod
+    def probe():
+        JournalEntry.select(fn.MAX(JournalEntry.id)).scalar()
+
+    @staticmethod
+    def rows(query, settled):
+        sender = Posting.alias('sender')
+        receiver = Posting.alias('receiver')
+        return (entries(query, settled, JournalEntry.id, JournalEntry.created_at,
+                        JournalEntry.operation, JournalEntry.sender_id, JournalEntry.receiver_id,
+                        JournalEntry.amount, JournalEntry.transaction_description,
+                        JournalEntry.key_name, sender.balance_after, receiver.balance_after,
+                        sender.hash, receiver.hash)
+                .join_from(JournalEntry, sender, JOIN.LEFT_OUTER, on=(
+                    (sender.journal == JournalEntry.id)
+                    & (sender.account == JournalEntry.sender_id)))
+                .join_from(JournalEntry, receiver, JOIN.LEFT_OUTER, on=(
+                    (receiver.journal == JournalEntry.id)
+                    & (receiver.account == JournalEntry.receiver_id))))
+
+    @staticmethod
+    def records(db, batch):
+        return [dict(zip(COLUMNS, (
+            entry_id, formats.stamp(moment), operation, sender_id, receiver_id, _text(amount),
+            description, key_name, _text(sender_after), _text(receiver_after), sender_hash,
+            receiver_hash)))
+            for (entry_id, moment, operation, sender_id, receiver_id, amount, description,
+                 key_name, sender_after, receiver_after, sender_hash, receiver_hash) in batch]
+
+    @staticmethod
+    def tally(query):
+        return run.Tally(query.kinds or OPERATIONS, ZERO, format_amount)
+
+    @staticmethod
+    def count(tally, record):
+        tally.add(record['id'], record['operation'], Decimal(record['sum']))
+
+    @staticmethod
+    def figures(db, query, settled):
+        """Opening and closing balance and last hash of every user account
+        the exported rows touch (account 0 has no balance: left out)."""
+        touched = Posting.select(Posting.account).where(
+            Posting.journal.in_(entries(query, settled, JournalEntry.id).order_by()))
+        return {'accounts': [
+            {'account_id': account_id, 'opening_balance': format_amount(opening),
+             'closing_balance': format_amount(closing), 'last_hash': last_hash}
+            for account_id, opening, closing, last_hash in account_figures(
+                db, query.start, query.end, settled, touched)]}
+
+
+JOURNAL = JournalSource()
