@@ -16,7 +16,6 @@ import hmac
 import logging
 import re
 import secrets
-import threading
 import time
 from typing import NamedTuple, Optional
 
@@ -145,7 +144,6 @@ class Authenticator:
         self.monotonic = monotonic
         self._verified = {}
         self._last_used = {}
-        self._lock = threading.Lock()
 
     def caller(self, token):
         """The caller a token (from ``token_from_headers``) stands for."""
