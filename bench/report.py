@@ -255,6 +255,25 @@ def details(results):
                              max(s['sampled_peak_rss_mb'] for s in streams),
                              '-' if streams[0]['hwm_peak_rss_mb'] is None else '%.1f' % max(
                                  s['hwm_peak_rss_mb'] for s in streams)))
+        exports = measurements.get('export', [])
+        for format in ('csv', 'jsonl') if exports else ():
+            runs = [sample[format] for sample in exports]
+            first = runs[0]
+            text = '%s export: %s rows, %.0f MB, first byte %s s, worker RSS idle %.1f MB, ' \
+                'peak %.1f MB (sampled VmRSS max %.1f, VmHWM max %s)' % (
+                    'CSV' if format == 'csv' else 'JSON Lines', '{:,}'.format(first['rows']),
+                    first['bytes'] / 1e6, ', '.join('%.3f' % r['first_byte_s'] for r in runs),
+                    first['idle_rss_mb'], max(r['peak_rss_mb'] for r in runs),
+                    max(r['sampled_peak_rss_mb'] for r in runs),
+                    '-' if first['hwm_peak_rss_mb'] is None else '%.1f' % max(
+                        r['hwm_peak_rss_mb'] for r in runs))
+            if 'manifest' in first:
+                text += '; manifest rows %s, %s accounts, signature %s' % (
+                    '{:,}'.format(first['manifest']['rows']), '{:,}'.format(
+                        first['manifest']['accounts']),
+                    'valid' if all(r['manifest']['signature_valid'] for r in runs)
+                    else 'INVALID')
+            facts.append(text)
         for sample in measurements.get('overspend', []):
             facts.append('overspend on member %d: %d of %d spends of %d points served, %d '
                          'refused (605), other answers %s, %d points drawn, balance %s before '

@@ -44,6 +44,25 @@ def seed_range_sql(spec):
             "ORDER BY id" % (spec.start.date(), spec.end.date()))
 
 
+def export_range_sql(spec):
+    """The rows of GET /export over the seeded span, as the journal stores them: each
+    entry with its sender's and its receiver's posting (none on the external account
+    for user_add and user_delete: outer joins), the export's columns in its order."""
+    return ("SELECT e.id, e.created_at, e.operation, e.sender_id, e.receiver_id, e.sum, "
+            "e.transaction_description, e.key_name, s.balance_after, r.balance_after, "
+            "s.hash, r.hash FROM journal_entry e "
+            "LEFT JOIN posting s ON s.journal_id = e.id AND s.account_id = e.sender_id "
+            "LEFT JOIN posting r ON r.journal_id = e.id AND r.account_id = e.receiver_id "
+            "WHERE e.created_at >= '%s' AND e.created_at < '%s' ORDER BY e.id"
+            % (spec.start.date(), spec.end.date()))
+
+
+def export_path(spec, format):
+    """The journal export of every day of the seeded span, in ``format``."""
+    return '/export?date-start=%s&date-end=%s&format=%s' % (spec.first_day, spec.last_day,
+                                                           format)
+
+
 def stream_path(spec):
     """History over every day of the seeded span: every seeded row."""
     return '/history?date-start=%s&date-end=%s' % (spec.first_day, spec.last_day)
@@ -83,6 +102,8 @@ class Scenario(NamedTuple):
     # '<prefix>_<name>' is <name> taken against a service of its own started with
     # that environment. Empty: one service, the usual one, for every measurement.
     services: Tuple[Tuple[str, dict], ...] = ()
+    # Start the service with SIGNING_KEY_FILE: a key made in the run's log directory.
+    signing_key: bool = False
 
 
 def service_of(scenario, measurement):
@@ -125,6 +146,14 @@ def _overspend_checks(samples):
 
 PGBENCH_TPS = Figure('pgbench', lambda s: s['tps'], 'tps')
 ADD_SUB_RPS = Figure('add_sub', _ok_rps, 'req/s')
+
+EXPORT_FORMATS = ('csv', 'jsonl')
+EXPORT_KEY_FILE = 'export-signing-key.pem'   # in the run's log directory
+
+
+def _export_pick(format, field):
+    return lambda sample: sample[format][field]
+
 
 # Scenario 10: the same requests with keys and with keys off.
 KEYS_ON = ('auth', {'BALANCE_API_AUTH': 'on'})
@@ -241,6 +270,26 @@ SCENARIOS = (
                         Figure('auth_transfer', _ok_rps, 'req/s'),
                         Figure('noauth_transfer', _ok_rps, 'req/s'), '>=', 0.9)),
              writes=True, require_clean=True, services=(KEYS_ON, KEYS_OFF)),
+    Scenario(11, 'export', 'Exporting the journal',
+             'GET /export over the seeded span (every seeded row, one per journal entry with '
+             'both postings\' balances and hashes), read to the end by one client, as CSV and '
+             'then as JSON Lines (its last line the signed manifest); each answer is checked: '
+             'status 200, as many rows as the span holds, and the manifest\'s rows too. '
+             'Ceiling: psql COPY (SELECT the same rows and columns: each entry joined with its '
+             'sender\'s and its receiver\'s posting) TO STDOUT. The workers\' peak RSS (VmRSS '
+             'sampled every 20 ms and VmHWM, over both exports) must stay under 150 MB. The '
+             'service runs with SIGNING_KEY_FILE, a key made in the run\'s log directory.',
+             'export_copy',
+             (Criterion('11-csv', 'export rows/s (CSV)',
+                        Figure('export', _export_pick('csv', 'rows_per_s'), 'rows/s'),
+                        Figure('export_copy', lambda s: s['rows_per_s'], 'rows/s'), '>=', 0.3),
+              Criterion('11-jsonl', 'export rows/s (JSON Lines)',
+                        Figure('export', _export_pick('jsonl', 'rows_per_s'), 'rows/s'),
+                        Figure('export_copy', lambda s: s['rows_per_s'], 'rows/s'), '>=', 0.3),
+              Criterion('11-rss', 'export worker peak RSS',
+                        Figure('export', lambda s: s['peak_rss_mb'], 'MB'), None, '<=', 1.0,
+                        fixed_ceiling=RSS_LIMIT_MB, fixed_ceiling_text='150 MB limit')),
+             signing_key=True),
 )
 
 
@@ -278,6 +327,9 @@ class Bench:
         self.wrk_log = open(os.path.join(self.log_dir, 'wrk.log'), 'ab')
         self.pgbench_log = open(os.path.join(self.log_dir, 'pgbench.log'), 'ab')
         self.expected_stream_rows = None
+        self.export_sql = export_range_sql(self.spec)
+        self.expected_export = None    # {'rows', 'first_id', 'last_id'} of the export's span
+        self.signing_key_file = None
         self.prepared = {}
         self.service = None
         self.run_db_created = False
@@ -339,9 +391,41 @@ class Bench:
         self.prepared['seed_rows_in_range'] = self.expected_stream_rows
         self.say('fresh database %s copied from the seed in %.1f s'
                  % (self.run_db, self.prepared['run_database_copy_seconds']))
+        if any(s.key == 'export' for s in scenarios):
+            self._prepare_export()
         if any(s.points for s in scenarios):
             self._prepare_points()
         self.prepared['prepare_seconds'] = round(time.perf_counter() - started, 1)
+
+    def _prepare_export(self):
+        """What scenario 11's exports must hold: the span's journal entries, counted
+        both plainly and through the ceiling's joins (the same count, or the ceiling
+        would not read the same rows)."""
+        spec = self.spec
+        plain = self.pg.scalar(
+            "SELECT count(*) || ' ' || coalesce(min(id), 0) || ' ' || coalesce(max(id), 0) "
+            "FROM journal_entry WHERE created_at >= '%s' AND created_at < '%s'"
+            % (spec.start.date(), spec.end.date()), dbname=self.run_db)
+        rows, first_id, last_id = (int(part) for part in str(plain).split())
+        joined = int(self.pg.scalar('SELECT count(*) FROM (%s) rows' % self.export_sql,
+                                    dbname=self.run_db))
+        if joined != rows:
+            raise RuntimeError('the export ceiling selects %d rows, the span holds %d entries'
+                               % (joined, rows))
+        self.expected_export = {'rows': rows, 'first_id': first_id or None,
+                                'last_id': last_id or None}
+        self.prepared['export_rows_in_range'] = rows
+        self.prepared['export_ceiling_rows'] = joined
+
+    def _signing_key(self):
+        """The signing key of scenario 11's service: made once per run, in its log directory."""
+        if self.signing_key_file is None:
+            from balance_api.exports.signing import create_key_file
+            path = os.path.join(os.path.abspath(self.log_dir), EXPORT_KEY_FILE)
+            if not os.path.exists(path):
+                create_key_file(path)
+            self.signing_key_file = path
+        return self.signing_key_file
 
     def _prepare_points(self):
         """The points of scenarios 7 and 8, written into the run database (COPY)."""
@@ -463,6 +547,10 @@ class Bench:
             return self._copy()
         if name == 'stream':
             return self._stream()
+        if name == 'export_copy':
+            return self._export_copy()
+        if name == 'export':
+            return self._exports()
         raise KeyError(name)
 
     def sample(self, name, repeat, measure=None):
@@ -519,6 +607,111 @@ class Bench:
             'idle_rss_mb': baseline * 1024 / 1e6,
             'rss_samples': sampler.samples,
         }
+
+    def _export_copy(self):
+        rows, size, seconds = self.pg.copy_out(self.run_db, self.export_sql)
+        if rows != self.expected_export['rows']:
+            raise RuntimeError('export COPY returned %d rows, expected %d'
+                               % (rows, self.expected_export['rows']))
+        return {'rows': rows, 'bytes': size, 'seconds': seconds, 'rows_per_s': rows / seconds}
+
+    def _exports(self):
+        """One export per format, one after the other; the peak RSS is that of both."""
+        sample = {format: self._export(format) for format in EXPORT_FORMATS}
+        sample['peak_rss_mb'] = max(sample[format]['peak_rss_mb'] for format in EXPORT_FORMATS)
+        return sample
+
+    def _export(self, format):
+        """GET /export of the seeded span in ``format``, read to the end in 1 MiB reads.
+
+        Rows are the lines (CSV: CRLF-ended, minus the header; JSON Lines: minus
+        the manifest, which is the last line and is parsed once the clock stops).
+        """
+        service = self.service
+        expected = self.expected_export
+        baseline = max(v for v in service.rss_kib().values() if v)
+        peak_reset = service.reset_peak_rss()
+        connection = http.client.HTTPConnection('127.0.0.1', service.port, timeout=600)
+        end = b'\r\n' if format == 'csv' else b'\n'
+        lines = size = 0
+        tail = b''        # CSV: the last byte read, for a CRLF split between two reads
+        last_line = b''   # the last complete line (JSON Lines: the manifest)
+        partial = []      # the line being read
+        with RssSampler(service) as sampler:
+            started = time.perf_counter()
+            connection.request('GET', export_path(self.spec, format), headers=service.headers)
+            response = connection.getresponse()
+            first_byte = time.perf_counter() - started
+            status = response.status
+            while True:
+                data = response.read(1 << 20)
+                if not data:
+                    break
+                size += len(data)
+                if format == 'csv':
+                    lines += (tail + data).count(end)   # a CRLF split between two reads
+                    tail = data[-1:]
+                    continue
+                lines += data.count(end)
+                cut = data.rfind(end)
+                if cut < 0:
+                    partial.append(data)
+                    continue
+                before = data.rfind(end, 0, cut)
+                last_line = (b''.join(partial) + data[:cut] if before < 0
+                             else data[before + 1:cut])
+                partial = [data[cut + 1:]] if cut + 1 < len(data) else []
+            seconds = time.perf_counter() - started
+            content_type = response.getheader('Content-Type')
+        connection.close()
+        hwm = [v for v in service.peak_rss_kib().values() if v]
+        peak_kib = max([sampler.peak_kib] + (hwm if peak_reset else []))
+        result = {
+            'format': format, 'status': status, 'content_type': content_type,
+            'lines': lines, 'bytes': size, 'seconds': seconds, 'first_byte_s': first_byte,
+            'peak_rss_mb': peak_kib * 1024 / 1e6,
+            'sampled_peak_rss_mb': sampler.peak_kib * 1024 / 1e6,
+            'hwm_peak_rss_mb': max(hwm) * 1024 / 1e6 if hwm and peak_reset else None,
+            'idle_rss_mb': baseline * 1024 / 1e6,
+            'rss_samples': sampler.samples,
+        }
+        problems = []
+        if status != 200:
+            problems.append('status %d' % status)
+        rows = lines - 1   # the header, or the manifest
+        if format == 'csv':
+            if tail != b'\n':
+                problems.append('the body does not end with a line end')
+        else:
+            if partial:
+                problems.append('the body does not end with a line end')
+            try:
+                manifest = json.loads(last_line)['manifest']
+            except (ValueError, KeyError, TypeError):
+                manifest = None
+                problems.append('the last line is not a manifest: %r' % last_line[:200])
+            if manifest is not None:
+                from balance_api.exports import signing
+                public_key = signing.public_key_text(
+                    signing.load_private_key(self.signing_key_file))
+                result['manifest'] = {key: manifest.get(key) for key in (
+                    'rows', 'first_id', 'last_id', 'settled_id', 'snapshot_at')}
+                result['manifest']['accounts'] = len(manifest.get('accounts') or [])
+                # Signed with the key the service was given.
+                result['manifest']['signature_valid'] = signing.verify(manifest, public_key)
+                for key in ('rows', 'first_id', 'last_id'):
+                    if manifest.get(key) != expected[key]:
+                        problems.append('manifest %s %r, expected %r'
+                                        % (key, manifest.get(key), expected[key]))
+                if not result['manifest']['signature_valid']:
+                    problems.append('the manifest\'s signature does not verify')
+        result['rows'] = rows
+        result['rows_per_s'] = rows / seconds
+        if rows != expected['rows']:
+            problems.append('%d rows of %d' % (rows, expected['rows']))
+        if problems:
+            raise RuntimeError('export (%s) wrong: %s' % (format, '; '.join(problems)))
+        return result
 
     def _request(self, method, path, body=None, json_body=True, timeout=30):
         """One request to the service on a connection of its own: (status, parsed body)."""
@@ -648,8 +841,9 @@ class Bench:
             if scenario.services:
                 self._run_services(scenario, needed, record)
             else:
+                env = {'SIGNING_KEY_FILE': self._signing_key()} if scenario.signing_key else None
                 self.service = Service(self.pg.database_url(self.run_db), options.workers,
-                                       log_paths[0])
+                                       log_paths[0], env=env)
                 self.service.start()
                 record['workers'] = len(self.service.worker_pids())
                 if options.warmup > 0 and scenario.warmup:
