@@ -96,8 +96,9 @@ def select(query, db, at_most=None, settled_id=None):
     ``at_most`` caps the rows below the query's own limit, and on PostgreSQL
     rows above ``settled_id`` (``pg_sql.settled_id``) are left out.
 
-    With a uid, the account's postings are read through their
-    (account, created_at) index and joined to their entries, so only the
+    With a uid, the account's postings are read in journal id order
+    through their (account, journal) index (or, for a date range, their
+    (account, created_at) one) and each is joined to its entry, so only the
     returned rows are read; without one, the journal's created_at index or
     its primary key serves. PostgreSQL runs the same query written out in
     ``pg_sql.history``. SQLite commits one writer at a time, in id order,
@@ -123,20 +124,22 @@ def select(query, db, at_most=None, settled_id=None):
         ('sender_id', sql_json.number(JournalEntry.sender_id)),
     ])
     if query.uid is not None:
-        moment = Posting.created_at
+        # The posting's journal id bounds and orders the rows, as on
+        # PostgreSQL, so the index gives them in order.
+        moment, key = Posting.created_at, Posting.journal
         rows = (JournalEntry.select(row)
                 .join(Posting, on=(Posting.journal == JournalEntry.id))
                 .where(Posting.account == query.uid))
     else:
-        moment = JournalEntry.created_at
+        moment, key = JournalEntry.created_at, JournalEntry.id
         rows = JournalEntry.select(row)
     if start is not None:
         rows = rows.where(moment >= start)
     if end is not None:
         rows = rows.where(moment < end)
     if query.after_id:
-        rows = rows.where(JournalEntry.id > query.after_id)
-    rows = rows.order_by(JournalEntry.id)
+        rows = rows.where(key > query.after_id)
+    rows = rows.order_by(key)
     if limit is not None:
         rows = rows.limit(limit)
     return rows.sql()

@@ -62,6 +62,8 @@ class Posting(BaseModel):
         indexes = (
             # History by uid and date range reads exactly the matching legs.
             (('account', 'created_at'), False),
+            # History by uid reads an account's legs in journal id order (0009).
+            (('account', 'journal'), False),
             (('journal',), False),
         )
 

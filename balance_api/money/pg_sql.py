@@ -63,25 +63,46 @@ def settled_id(db):
 _SETTLED = preparable('SELECT journal_settled_id()')
 
 
+# History by uid: the account's postings in journal id order, from the
+# (account_id, journal_id) index (migration 0009), which also bounds them by
+# after_id and the settled id, so LIMIT stops the scan; with dates, the
+# (account_id, created_at) index reads just the postings of those days,
+# sorted by journal id. Each posting's entry is then read by primary key: the
+# entry is a LATERAL subquery that OFFSET 0 keeps from being merged into the
+# outer query, so it can only be the inner side of a nested loop, run once per
+# posting the LIMIT lets through, and no estimate can make it a merge or hash
+# join that reads the journal from its start. An account has at most one
+# posting per entry (a transfer's two legs are on different accounts; every
+# other operation has one leg on a user), so the rows are the entries where
+# the user is sender or receiver, once each.
+_UID_SOURCE = (
+    'posting p CROSS JOIN LATERAL (SELECT id, created_at, receiver_id, sum, operation,'
+    ' transaction_description, sender_id FROM journal_entry'
+    ' WHERE journal_entry.id = p.journal_id OFFSET 0) j')
+
+
 def history(uid=None, start=None, end=None, after_id=None, limit=None, settled_id=None):
     """``(sql, params)`` of the journal rows matching the filters, in id
     order, one column of JSON text each (see ``balance_api.money.history``).
 
-    With a uid, the account's postings are read through their (account,
-    created_at) index and joined to their entries, whatever the values:
-    such a statement is prepared. Without one, the best plan depends on how
-    wide the dates are, so the server plans each request. Only rows up to
+    With a uid, the account's postings are read in journal id order
+    through their (account_id, journal_id) index, each joined to its entry
+    by primary key, so the work grows with the rows returned, whatever the
+    values and the journal's size: such a statement is prepared. Without
+    one, the best plan depends on how wide the dates are, so the server
+    plans each request. Only rows up to
     ``settled_id`` (``settled_id()``) are read: a row above it may still
     have an uncommitted neighbour below it, which a client continuing from
     this answer's last id would never see.
     """
     conditions, params = [], []
     if uid is not None:
-        source, moment = 'journal_entry j JOIN posting p ON p.journal_id = j.id', 'p.created_at'
+        source = _UID_SOURCE
+        moment, key = 'p.created_at', 'p.journal_id'
         conditions.append('p.account_id = %s')
         params.append(uid)
     else:
-        source, moment = 'journal_entry j', 'j.created_at'
+        source, moment, key = 'journal_entry j', 'j.created_at', 'j.id'
     if start is not None:
         conditions.append(moment + ' >= %s')
         params.append(start)
@@ -89,15 +110,15 @@ def history(uid=None, start=None, end=None, after_id=None, limit=None, settled_i
         conditions.append(moment + ' < %s')
         params.append(end)
     if after_id:
-        conditions.append('j.id > %s')
+        conditions.append(key + ' > %s')
         params.append(after_id)
     if settled_id is not None:
-        conditions.append('j.id <= %s')
+        conditions.append(key + ' <= %s')
         params.append(settled_id)
     sql = 'SELECT ' + _HISTORY_ROW + ' FROM ' + source
     if conditions:
         sql += ' WHERE ' + ' AND '.join(conditions)
-    sql += ' ORDER BY j.id'
+    sql += ' ORDER BY ' + key
     if limit is not None:
         sql += ' LIMIT %s'
         params.append(limit)
