@@ -8,7 +8,7 @@ from ..money import pg_sql as money_sql
 from ..money.amounts import ZERO, format_amount
 from ..money.models import EXTERNAL_ACCOUNT_ID, Account, JournalEntry, Posting
 from ..storage.db import is_postgres
-from . import formats, run
+from . import formats, pg_sql, run
 from .query import OPERATIONS
 
 COLUMNS = ('id', 'date', 'operation', 'sender_id', 'receiver_id', 'sum',
@@ -80,6 +80,20 @@ def account_figures(db, start, end, settled, accounts=None, name='figures'):
             yield account_id, opening, closing, last_hash
 
 
+def _joined(query, settled, columns):
+    """``entries`` with both parties' postings joined: ``columns(sender, receiver)``
+    gives the columns selected."""
+    sender = Posting.alias('sender')
+    receiver = Posting.alias('receiver')
+    return (entries(query, settled, *columns(sender, receiver))
+            .join_from(JournalEntry, sender, JOIN.LEFT_OUTER, on=(
+                (sender.journal == JournalEntry.id)
+                & (sender.account == JournalEntry.sender_id)))
+            .join_from(JournalEntry, receiver, JOIN.LEFT_OUTER, on=(
+                (receiver.journal == JournalEntry.id)
+                & (receiver.account == JournalEntry.receiver_id))))
+
+
 class JournalSource:
     name = 'journal'
     stem = 'journal'
@@ -99,19 +113,46 @@ class JournalSource:
 
     @staticmethod
     def rows(query, settled):
-        sender = Posting.alias('sender')
-        receiver = Posting.alias('receiver')
-        return (entries(query, settled, JournalEntry.id, JournalEntry.created_at,
-                        JournalEntry.operation, JournalEntry.sender_id, JournalEntry.receiver_id,
-                        JournalEntry.amount, JournalEntry.transaction_description,
-                        JournalEntry.key_name, sender.balance_after, receiver.balance_after,
-                        sender.hash, receiver.hash)
-                .join_from(JournalEntry, sender, JOIN.LEFT_OUTER, on=(
-                    (sender.journal == JournalEntry.id)
-                    & (sender.account == JournalEntry.sender_id)))
-                .join_from(JournalEntry, receiver, JOIN.LEFT_OUTER, on=(
-                    (receiver.journal == JournalEntry.id)
-                    & (receiver.account == JournalEntry.receiver_id))))
+        return _joined(query, settled, lambda sender, receiver: (
+            JournalEntry.id, JournalEntry.created_at, JournalEntry.operation,
+            JournalEntry.sender_id, JournalEntry.receiver_id, JournalEntry.amount,
+            JournalEntry.transaction_description, JournalEntry.key_name, sender.balance_after,
+            receiver.balance_after, sender.hash, receiver.hash))
+
+    @staticmethod
+    def lines(query, settled, format):
+        """PostgreSQL: ``(id, operation, sum as text, line)`` of the rows ``rows``
+        reads, ``line`` the exact text ``records`` and the writer give them."""
+        def columns(sender, receiver):
+            return (JournalEntry.id, JournalEntry.operation, JournalEntry.amount.cast('text'),
+                    pg_sql.line(format, [
+                        ('id', pg_sql.NUMBER, JournalEntry.id),
+                        ('date', pg_sql.STAMP, JournalEntry.created_at),
+                        ('operation', pg_sql.PLAIN, JournalEntry.operation),
+                        ('sender_id', pg_sql.NUMBER, JournalEntry.sender_id),
+                        ('receiver_id', pg_sql.NUMBER, JournalEntry.receiver_id),
+                        ('sum', pg_sql.AMOUNT, JournalEntry.amount),
+                        ('transaction_description', pg_sql.CLIENT_TEXT,
+                         JournalEntry.transaction_description),
+                        ('key_name', pg_sql.CLIENT_TEXT, JournalEntry.key_name),
+                        ('sender_balance_after', pg_sql.AMOUNT, sender.balance_after),
+                        ('receiver_balance_after', pg_sql.AMOUNT, receiver.balance_after),
+                        ('sender_hash', pg_sql.TEXT, sender.hash),
+                        ('receiver_hash', pg_sql.TEXT, receiver.hash)]))
+        return _joined(query, settled, columns)
+
+    @staticmethod
+    def line_tally(query):
+        """The manifest's tally of ``lines`` rows: sums kept in cents."""
+        return run.Tally(query.kinds or OPERATIONS, 0,
+                         lambda cents: format_amount(Decimal(cents).scaleb(-2)))
+
+    @staticmethod
+    def count_lines(tally, batch):
+        sums = tally.sums
+        for _, operation, amount, _ in batch:
+            sums[operation] += int(amount.replace('.', ''))
+        tally.extend(len(batch), batch[0][0], batch[-1][0])
 
     @staticmethod
     def records(db, batch):

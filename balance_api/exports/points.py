@@ -4,11 +4,11 @@ The date range is on ``created_at`` (when the entry was written): an
 event's own time (``date``) may lie in the past, so a range of event times
 would never be final.
 """
-from peewee import fn
+from peewee import SQL, NodeList, fn
 
 from ..points.ledger import EVENT_TYPES
 from ..points.models import PointsClub, PointsDraw, PointsEntry, PointsMember
-from . import formats, run
+from . import formats, pg_sql, run
 
 COLUMNS = ('id', 'date', 'created_at', 'member_id', 'club', 'wallet', 'payer', 'event_type',
            'amount', 'balance_after', 'transaction_id', 'key_name', 'hash', 'draws')
@@ -65,6 +65,45 @@ class PointsSource:
                         PointsEntry.key_name, PointsEntry.hash)
                 .join(PointsClub, on=(PointsEntry.club == PointsClub.id))
                 .order_by(PointsEntry.id))
+
+    @staticmethod
+    def lines(query, settled, format):
+        """PostgreSQL: ``(id, event_type, amount, line)`` of the rows ``rows``
+        reads, ``line`` the exact text ``records`` and the writer give them."""
+        draw = PointsDraw.alias('drawn')
+        draws = (draw.select(NodeList((
+            SQL('string_agg('), draw.grant.cast('text'), SQL("|| ':' ||"),
+            draw.points.cast('text'), SQL(", ' ' ORDER BY"), draw.id, SQL(')'))))
+            .where(draw.entry == PointsEntry.id))
+        return (entries(query, PointsEntry.id, PointsEntry.event_type, PointsEntry.amount,
+                        pg_sql.line(format, [
+                            ('id', pg_sql.NUMBER, PointsEntry.id),
+                            ('date', pg_sql.STAMP, PointsEntry.event_at),
+                            ('created_at', pg_sql.STAMP, PointsEntry.created_at),
+                            ('member_id', pg_sql.NUMBER, PointsEntry.member_id),
+                            ('club', pg_sql.CLIENT_TEXT, PointsClub.slug),
+                            ('wallet', pg_sql.CLIENT_TEXT, PointsEntry.wallet),
+                            ('payer', pg_sql.CLIENT_TEXT, PointsEntry.payer),
+                            ('event_type', pg_sql.PLAIN, PointsEntry.event_type),
+                            ('amount', pg_sql.NUMBER, PointsEntry.amount),
+                            ('balance_after', pg_sql.NUMBER, PointsEntry.balance_after),
+                            ('transaction_id', pg_sql.CLIENT_TEXT, PointsEntry.transaction_id),
+                            ('key_name', pg_sql.CLIENT_TEXT, PointsEntry.key_name),
+                            ('hash', pg_sql.TEXT, PointsEntry.hash),
+                            ('draws', pg_sql.PLAIN, draws)]))
+                .join(PointsClub, on=(PointsEntry.club == PointsClub.id))
+                .order_by(PointsEntry.id))
+
+    @staticmethod
+    def line_tally(query):
+        return run.Tally(query.kinds or EVENT_TYPES, 0, int)
+
+    @staticmethod
+    def count_lines(tally, batch):
+        sums = tally.sums
+        for _, event_type, amount, _ in batch:
+            sums[event_type] += amount
+        tally.extend(len(batch), batch[0][0], batch[-1][0])
 
     @staticmethod
     def records(db, batch):

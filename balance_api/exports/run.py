@@ -80,6 +80,14 @@ class Tally:
         self.last_id = row_id
         self.sums[kind] = self.sums[kind] + amount
 
+    def extend(self, rows, first_id, last_id):
+        """Count ``rows`` more rows, ids ``first_id`` to ``last_id`` (the caller adds
+        their sums)."""
+        self.rows += rows
+        if self.first_id is None:
+            self.first_id = first_id
+        self.last_id = last_id
+
     def figures(self):
         return {'rows': self.rows, 'first_id': self.first_id, 'last_id': self.last_id,
                 'sums': {kind: self.render(total) for kind, total in self.sums.items()}}
@@ -110,19 +118,29 @@ class Export:
         db, source, query = self.db, self.source, self.query
         settled = source.settled_id(db)
         with snapshot(db, source.probe) as moment:
-            rows = batches(db, source.rows(query, settled))
+            # On PostgreSQL the server renders each line (``pg_sql.line``).
+            rendered = is_postgres(db)
+            if rendered:
+                rows = batches(db, source.lines(query, settled, query.format))
+                tally = source.line_tally(query)
+            else:
+                rows = batches(db, source.rows(query, settled))
+                tally = source.tally(query)
             pending = next(rows, None)
             yield b''
             writer = formats.writer(query.format, source.columns, source.text_columns)
             digest = hashlib.sha256()
-            tally = source.tally(query)
             data = writer.header()
             while True:
                 if pending is not None:
-                    records = source.records(db, pending)
-                    for record in records:
-                        source.count(tally, record)
-                    data += writer.rows(records)
+                    if rendered:
+                        source.count_lines(tally, pending)
+                        data += ''.join([row[3] for row in pending]).encode('utf-8')
+                    else:
+                        records = source.records(db, pending)
+                        for record in records:
+                            source.count(tally, record)
+                        data += writer.rows(records)
                 digest.update(data)
                 if data and self.send:
                     yield data

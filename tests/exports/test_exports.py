@@ -280,3 +280,63 @@ def test_reconcile_and_signing_key_commands(signed, settings, tmp_path, capsys):
     assert public == signing.public_key_text(signing.load_private_key(path))
     assert _cli(settings, 'signing-key', '--out', path) == 1
     assert _cli(Settings(), 'signing-key') == 2
+
+
+AWKWARD = ['say "hi", then go', 'two\r\nlines', 'lone\nfeed', 'lone\rreturn', 'tab\tinside',
+           '=1+1', '+1', '-3', '@sum', '\tlead', '\rlead', "'quoted", 'café €5 😀',
+           'back\\slash /', 'ctrl \x01\x02\x1f\x7f\x85 end', '\u2028sep\u2029', '""', ',', ' ']
+
+
+def _python_rendering(source, format):
+    """What the formatting functions write for the rows read through the ORM."""
+    from balance_api.exports import formats, query, run
+    db = database.obj
+    found = query.build(_today(), _today(), format=format)
+    writer = formats.writer(format, source.columns, source.text_columns)
+    data = writer.header()
+    with db.connection_context(), db.atomic():
+        for batch in run.batches(db, source.rows(found, source.settled_id(db))):
+            data += writer.rows(source.records(db, batch))
+    return data
+
+
+def _body(result, format):
+    assert result.status_code == 200
+    if format == 'jsonl':
+        return result.content[:result.content.rindex(b'\n', 0, -1) + 1]
+    return result.content
+
+
+@pytest.mark.parametrize('format', ['csv', 'jsonl'])
+def test_rendered_rows_match_the_formatting_functions_byte_for_byte(signed, format):
+    from balance_api.exports.journal import JOURNAL
+    from balance_api.exports.points import POINTS
+    from balance_api.money.models import JournalEntry
+    from balance_api.points.models import PointsEntry
+    for uid in (1, 2):
+        assert_ok(send_form(signed, 'POST', '/user', {'uid': uid}), 201)
+    assert_ok(add(signed, 1, '1000.00', trans_desc='start'))
+    for text in AWKWARD:
+        assert_ok(transfer(signed, 1, 2, '0.01', trans_desc=text))
+    assert_ok(transfer(signed, 2, 1, '0.12'))
+    # Key names as odd as descriptions, and one missing.
+    with database.obj.connection_context():
+        ids = [entry.id for entry in JournalEntry.select(JournalEntry.id).order_by(JournalEntry.id)]
+        for entry_id, text in zip(ids, AWKWARD + [None]):
+            JournalEntry.update(key_name=text).where(JournalEntry.id == entry_id).execute()
+    payers = ['"q", ok', '=EVIL', '-x', '@y', 'café😀€', 'back\\slash', 'a,b', '+1', "'p"]
+    for payer in payers:
+        assert_ok(signed.simulate_post('/points/1/add', json={'payer': payer, 'points': 7}), 201)
+    assert_ok(signed.simulate_post('/points/1/add', json={
+        'payer': 'old', 'points': 5, 'timestamp': '0005-01-02T03:04:05.000006Z'}), 201)
+    assert_ok(signed.simulate_post('/points/1/spend', json={'points': 40}))
+    with database.obj.connection_context():
+        points = [entry.id for entry in PointsEntry.select(PointsEntry.id).order_by(PointsEntry.id)]
+        for entry_id, text in zip(points, AWKWARD):
+            PointsEntry.update(transaction_id=text, wallet=text.strip() or 'w',
+                               key_name=text[::-1]).where(PointsEntry.id == entry_id).execute()
+    for path, source in (('/export', JOURNAL), ('/export/points', POINTS)):
+        body = _body(signed.simulate_get(path, params=_range(format=format)), format)
+        expected = _python_rendering(source, format)
+        assert body == expected
+        assert len(body.splitlines()) > 10
