@@ -243,6 +243,20 @@ def details(results):
         if sample:
             facts.append('rows per history answer: mean %.1f, max %d (%d empty of %d)' % (
                 sample['mean_rows'], sample['max_rows'], sample['empty'], sample['requests']))
+        busy = record.get('busy_account')
+        if busy:
+            facts.append('busy account %d: %s postings of %s (%.1f%%), on one side of %.1f%% of '
+                         '%s entries, journal ids %s to %s, loaded in %.1f s; the seed\'s hot '
+                         'account %d holds %s postings' % (
+                             busy['account'], '{:,}'.format(busy['postings']),
+                             '{:,}'.format(busy['all_postings']), 100 * busy['posting_share'],
+                             100 * busy['entry_share'], '{:,}'.format(busy['all_entries']),
+                             busy['first_journal_id'], busy['last_journal_id'], busy['seconds'],
+                             busy['hot_account'], '{:,}'.format(busy['hot_account_postings'])))
+        for name, sample in sorted((record.get('history_uid_rows_per_answer') or {}).items()):
+            facts.append('rows per %s answer: mean %.1f, min %d, max %d (%d empty of %d, all 200)'
+                         % (name, sample['mean_rows'], sample['min_rows'], sample['max_rows'],
+                            sample['empty'], sample['requests']))
         for stream in measurements.get('stream', [])[:1]:
             facts.append('streamed %s rows, %.0f MB of JSON' % ('{:,}'.format(stream['rows']),
                                                                 stream['bytes'] / 1e6))

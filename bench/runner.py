@@ -23,6 +23,7 @@ from .pg import Postgres
 from .service import RssSampler, Service
 
 HISTORY_SPAN_DAYS = 2
+HISTORY_PAGE = 10             # rows per page of scenario 12
 RSS_LIMIT_MB = 150.0          # decimal megabytes
 STREAM_ROW_MARK = b'{"id": '  # how every streamed history row starts
 
@@ -290,6 +291,26 @@ SCENARIOS = (
                         Figure('export', lambda s: s['peak_rss_mb'], 'MB'), None, '<=', 1.0,
                         fixed_ceiling=RSS_LIMIT_MB, fixed_ceiling_text='150 MB limit')),
              signing_key=True),
+    Scenario(12, 'history-uid', 'History by user: pages, whole histories, a busy account',
+             'GET /history?uid=U&limit=10 (the first page) and GET /history?uid=U (the whole '
+             'history) of a random user, against GET /balance/{uid} (req/s); and a page of 10 '
+             'after a random id of the busy account (GET /history?uid=B&after_id=X&limit=10, X '
+             'within its journal ids) against the same of a random user (X within the seeded '
+             'ids), p50 latency. The busy account is loaded into the run database when the '
+             'scenario starts (the last of all, so no other figure sees it): one account on '
+             'one side of as many entries as the journal then holds, so of half of all '
+             'entries. Also needs zero errors (every answer 200).',
+             'history_page',
+             (Criterion('12-page', 'history page of 10 by uid',
+                        Figure('history_page', _ok_rps, 'req/s'),
+                        Figure('balance_get', _ok_rps, 'req/s'), '>=', 0.6),
+              Criterion('12-whole', 'whole history by uid',
+                        Figure('history_whole', _ok_rps, 'req/s'),
+                        Figure('balance_get', _ok_rps, 'req/s'), '>=', 0.3),
+              Criterion('12-busy', 'busy account page p50 latency',
+                        Figure('history_busy_page', _p50_ms, 'ms'),
+                        Figure('history_user_page', _p50_ms, 'ms'), '<=', 3.0)),
+             require_clean=True),
 )
 
 
@@ -330,6 +351,7 @@ class Bench:
         self.export_sql = export_range_sql(self.spec)
         self.expected_export = None    # {'rows', 'first_id', 'last_id'} of the export's span
         self.signing_key_file = None
+        self.busy = None               # scenario 12's busy account, once loaded
         self.prepared = {}
         self.service = None
         self.run_db_created = False
@@ -528,6 +550,21 @@ class Bench:
             return self._wrk('history.lua', [accounts, 'start=%d' % self.seed_start_epoch,
                                              'days=%d' % self.spec.days,
                                              'span=%d' % HISTORY_SPAN_DAYS], duration)
+        if name == 'history_page':
+            return self._wrk('history_page.lua', [accounts, 'limit=%d' % HISTORY_PAGE],
+                             duration)
+        if name == 'history_whole':
+            return self._wrk('history_page.lua', [accounts], duration)
+        if name == 'history_user_page':
+            return self._wrk('history_page.lua', [accounts, 'limit=%d' % HISTORY_PAGE,
+                                                  'first_id=1', 'last_id=%d' % self.spec.rows],
+                             duration)
+        if name == 'history_busy_page':
+            busy = self.busy
+            return self._wrk('history_page.lua', [
+                'uid=%d' % busy['account'], 'limit=%d' % HISTORY_PAGE,
+                'first_id=%d' % busy['first_journal_id'],
+                'last_id=%d' % busy['last_journal_id']], duration)
         if name == 'points_add':
             return self._wrk('points_add.lua', [
                 'members=%d' % self.points.spend_members,
@@ -815,6 +852,55 @@ class Bench:
         return {'requests': requests, 'mean_rows': sum(counts) / len(counts),
                 'max_rows': max(counts), 'empty': sum(1 for c in counts if c == 0)}
 
+    def _load_busy_account(self):
+        """Scenario 12's busy account, written into the run database once per run."""
+        if self.busy is None:
+            entries = int(self.pg.scalar('SELECT count(*) FROM journal_entry',
+                                         dbname=self.run_db))
+            self.say('loading the busy account %d into %s: %s entries (bulk COPY)'
+                     % (seeding.busy_account(self.spec), self.run_db, '{:,}'.format(entries)))
+            with open(os.path.join(self.log_dir, 'seed.log'), 'ab') as log:
+                self.busy = seeding.load_busy_account(self.pg, self.run_db, self.spec, entries,
+                                                      log=log)
+            self.say('  %s postings (%.1f%% of all postings, on one side of %.1f%% of all '
+                     'entries) loaded in %.1f s' % (
+                         '{:,}'.format(self.busy['postings']), 100 * self.busy['posting_share'],
+                         100 * self.busy['entry_share'], self.busy['seconds']))
+            self.busy['hot_account'] = self.spec.hot_account
+            self.busy['hot_account_postings'] = int(self.pg.scalar(
+                'SELECT count(*) FROM posting WHERE account_id = %d' % self.spec.hot_account,
+                dbname=self.run_db))
+        return self.busy
+
+    def _history_uid_rows_sample(self, requests=40):
+        """Rows per answer of scenario 12's four requests, each answer checked to be 200."""
+        rng = random.Random(12)
+        busy = self.busy
+        shapes = {
+            'history_page': lambda: '/history?uid=%d&limit=%d' % (
+                rng.randrange(1, self.spec.accounts + 1), HISTORY_PAGE),
+            'history_whole': lambda: '/history?uid=%d' % rng.randrange(1, self.spec.accounts + 1),
+            'history_user_page': lambda: '/history?uid=%d&after_id=%d&limit=%d' % (
+                rng.randrange(1, self.spec.accounts + 1), rng.randint(1, self.spec.rows),
+                HISTORY_PAGE),
+            'history_busy_page': lambda: '/history?uid=%d&after_id=%d&limit=%d' % (
+                busy['account'], rng.randint(busy['first_journal_id'], busy['last_journal_id']),
+                HISTORY_PAGE),
+        }
+        result = {}
+        for name, path_of in shapes.items():
+            counts = []
+            for _ in range(requests):
+                path = path_of()
+                status, rows = self._request('GET', path)
+                if status != 200 or not isinstance(rows, list):
+                    raise RuntimeError('GET %s answered %s' % (path, status))
+                counts.append(len(rows))
+            result[name] = {'requests': requests, 'mean_rows': sum(counts) / len(counts),
+                            'max_rows': max(counts), 'min_rows': min(counts),
+                            'empty': sum(1 for c in counts if c == 0)}
+        return result
+
     # -- scenarios -----------------------------------------------------
 
     def run_scenario(self, scenario):
@@ -841,6 +927,8 @@ class Bench:
             if scenario.services:
                 self._run_services(scenario, needed, record)
             else:
+                if scenario.key == 'history-uid':
+                    record['busy_account'] = self._load_busy_account()
                 env = {'SIGNING_KEY_FILE': self._signing_key()} if scenario.signing_key else None
                 self.service = Service(self.pg.database_url(self.run_db), options.workers,
                                        log_paths[0], env=env)
@@ -851,6 +939,8 @@ class Bench:
                     record['warmup'] = _brief(warm)
                 if scenario.key == 'history':
                     record['history_rows_per_answer'] = self._history_rows_sample()
+                if scenario.key == 'history-uid':
+                    record['history_uid_rows_per_answer'] = self._history_uid_rows_sample()
                 for repeat in range(options.repeat):
                     for name in needed:
                         self.sample(name, repeat)

@@ -345,3 +345,95 @@ def verify(pg, database, python=sys.executable, timeout=None):
                             text=True, timeout=timeout,
                             env={**pg.client_env(), 'DATABASE_URL': pg.database_url(database)})
     return result.returncode == 0, (result.stdout + result.stderr).strip()
+
+
+# -- the busy account of scenario 12 -------------------------------------
+
+BUSY_OPENING_CENTS = 100_000_000_000               # 1,000,000,000.00
+BUSY_ENTRIES_STEP = datetime.timedelta(microseconds=500)
+
+
+def busy_account(spec):
+    """The account scenario 12 makes busy: the first id after the hot account."""
+    return spec.accounts + 2
+
+
+def load_busy_account(pg, database, spec, entries, log=None):
+    """Give ``database`` (a run database, never the seed) one more account, on one side of
+    ``entries`` journal entries: created, given BUSY_OPENING_CENTS, then deposits and
+    withdrawals (half each, 0.01 to 100.00) against the external account, each its own
+    entry with the account's posting and the external one, the hash chain and running
+    balances exact as in ``seed``. Dated just after the seeded span (half a millisecond
+    apart, so no seeded date range holds them) and numbered after every row already
+    there. Returns facts about the account and the journal."""
+    started = time.perf_counter()
+    account = busy_account(spec)
+    conn = pg.connect(database, autocommit=False)
+    cursor = conn.cursor()
+    try:
+        cursor.execute("SET session_replication_role = replica")   # no per-row FK triggers
+        cursor.execute('SELECT count(*) FROM account WHERE id = %s', (account,))
+        if cursor.fetchone()[0]:
+            raise RuntimeError('account %d already exists in %s' % (account, database))
+        cursor.execute('SELECT coalesce(max(id), 0) FROM journal_entry')
+        journal_before = cursor.fetchone()[0]
+        cursor.execute('SELECT coalesce(max(id), 0) FROM posting')
+        posting_before = cursor.fetchone()[0]
+
+        generator = _Generator(spec._replace(rng_seed=spec.rng_seed + 12))
+        generator.balance.append(0)
+        generator.last_hash.append(GENESIS_HASH)
+        generator.journal_id = journal_before
+        generator.posting_id = posting_before
+        rng = generator.rng
+        moment = spec.end + datetime.timedelta(hours=1)
+        generator._entry(moment, 'user_add', EXTERNAL, account, 0, [(account, 0)])
+        moment += BUSY_ENTRIES_STEP
+        generator._entry(moment, 'balance_add', EXTERNAL, account, BUSY_OPENING_CENTS,
+                         [(account, BUSY_OPENING_CENTS), (EXTERNAL, -BUSY_OPENING_CENTS)])
+        for _ in range(max(0, entries - 2)):
+            moment += BUSY_ENTRIES_STEP
+            cents = rng.randrange(1, MAX_AMOUNT_CENTS + 1)
+            if rng.random() < 0.5 or generator.balance[account] < cents:
+                generator._entry(moment, 'balance_add', EXTERNAL, account, cents,
+                                 [(account, cents), (EXTERNAL, -cents)])
+            else:
+                generator._entry(moment, 'balance_sub', EXTERNAL, account, cents,
+                                 [(account, -cents), (EXTERNAL, cents)])
+            if generator.entries_in_chunk >= CHUNK_ENTRIES:
+                journal_text, posting_text, _ = generator._flush()
+                _copy(cursor, 'journal_entry', JOURNAL_COLUMNS, journal_text)
+                _copy(cursor, 'posting', POSTING_COLUMNS, posting_text)
+        if generator.entries_in_chunk:
+            journal_text, posting_text, _ = generator._flush()
+            _copy(cursor, 'journal_entry', JOURNAL_COLUMNS, journal_text)
+            _copy(cursor, 'posting', POSTING_COLUMNS, posting_text)
+        cursor.execute(
+            'INSERT INTO account (id, balance, last_hash, created_at, last_posted_at) '
+            'VALUES (%s, %s, %s, %s, %s)',
+            (account, _money(generator.balance[account]), generator.last_hash[account],
+             spec.end + datetime.timedelta(hours=1), moment))
+        for table in ('journal_entry', 'posting'):
+            cursor.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), (SELECT max(id) "
+                           'FROM ' + table + '))', (table,))
+        conn.commit()
+        conn.autocommit = True
+        cursor.execute('ANALYZE journal_entry')
+        cursor.execute('ANALYZE posting')
+        cursor.execute('SELECT count(*), min(journal_id), max(journal_id) FROM posting '
+                       'WHERE account_id = %s', (account,))
+        postings, first_id, last_id = cursor.fetchone()
+        cursor.execute('SELECT (SELECT count(*) FROM posting), '
+                       '(SELECT count(*) FROM journal_entry)')
+        all_postings, all_entries = cursor.fetchone()
+    finally:
+        cursor.close()
+        conn.close()
+    if log is not None:
+        log.write(('busy account %d: %d entries loaded into %s\n'
+                   % (account, entries, database)).encode())
+    return {'account': account, 'postings': postings, 'first_journal_id': first_id,
+            'last_journal_id': last_id, 'all_postings': all_postings,
+            'all_entries': all_entries, 'posting_share': postings / all_postings,
+            'entry_share': postings / all_entries,
+            'seconds': round(time.perf_counter() - started, 1)}
