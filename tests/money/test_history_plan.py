@@ -19,7 +19,7 @@ import pytest
 
 from balance_api.money.history import HistoryQuery, select
 from balance_api.storage import pg
-from balance_api.storage.db import open_database
+from balance_api.storage.db import database, open_database
 from balance_api.web.streaming import FETCH_ROWS
 
 only_postgresql = pytest.mark.parametrize('database_url', ['postgresql'], indirect=True)
@@ -183,3 +183,56 @@ def test_history_by_uid_is_planned_as_an_index_range_on_the_account(journal):
                     failures.append('%s (%s plan): %s\n%s' % (
                         name, kind, exc, json.dumps(plan, indent=1)[:3000]))
         assert not failures, '\n\n'.join(failures)
+
+
+SQLITE_JOURNAL = [
+    'WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < {busy}) '
+    "INSERT INTO account (id, balance, last_hash, created_at) "
+    "SELECT n, '0.00', '{genesis}', '2024-01-01 00:00:00' FROM g",
+    'WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < {entries}) '
+    'INSERT INTO journal_entry (id, created_at, operation, sender_id, receiver_id, sum, '
+    'transaction_description) '
+    "SELECT n, datetime('2024-01-01', '+' || n || ' minutes'), 'balance_transfer', "
+    'CASE WHEN n % 2 = 0 THEN {busy} ELSE 1 + n % {users} END, '
+    "CASE WHEN n % 2 = 0 THEN 1 + n % {users} ELSE {busy} END, '1.00', hex(n) FROM g",
+    'INSERT INTO posting (journal_id, account_id, amount, balance_after, created_at, hash) '
+    "SELECT id, sender_id, '-1.00', '0.00', created_at, hex(id) FROM journal_entry "
+    "UNION ALL SELECT id, receiver_id, '1.00', '0.00', created_at, hex(id) FROM journal_entry",
+    'ANALYZE',
+]
+
+
+@pytest.mark.parametrize('database_url', ['sqlite'], indirect=True)
+def test_on_sqlite_history_by_uid_searches_indexes_only(database_url):
+    db = open_database(database_url)
+    # The query is built from the models, which are bound to the proxy.
+    database.initialize(db)
+    entries = 20000
+    with db.connection_context():
+        for statement in SQLITE_JOURNAL:
+            db.execute_sql(statement.format(busy=BUSY, users=USERS, entries=entries,
+                                            genesis='0' * 64))
+        ordinary = [row[0] for row in db.execute_sql(
+            'SELECT journal_id FROM posting WHERE account_id = ? ORDER BY journal_id',
+            (ORDINARY,))]
+        start, end = _days(3, 2)
+        queries = {
+            'uid': HistoryQuery(uid=ORDINARY),
+            'uid+limit': HistoryQuery(uid=ORDINARY, limit=10),
+            'uid+after_id+limit': HistoryQuery(uid=ORDINARY, after_id=ordinary[5], limit=10),
+            'uid+dates': HistoryQuery(uid=ORDINARY, date_start=start, date_end=end),
+            'busy+after_id+limit': HistoryQuery(uid=BUSY, after_id=entries // 2, limit=10),
+        }
+        for name, query in queries.items():
+            sql, params = select(query, db, FETCH_ROWS + 1)
+            steps = [row[3] for row in db.execute_sql('EXPLAIN QUERY PLAN ' + sql, params)]
+            # SEARCH is a range of an index; SCAN would read a whole table.
+            assert not [step for step in steps if step.startswith('SCAN')], (name, steps)
+            index = 'created_at' if query.date_start else 'journal_id'
+            assert any('INDEX posting_account_id_%s (account_id=?' % index in step
+                       for step in steps), (name, steps)
+            assert any('USING INTEGER PRIMARY KEY (rowid=?)' in step for step in steps), (
+                name, steps)
+            if not query.date_start:
+                # The index gives the order: nothing is sorted.
+                assert not [step for step in steps if 'TEMP B-TREE' in step], (name, steps)
