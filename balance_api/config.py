@@ -18,6 +18,9 @@ class Settings:
     auth: bool = True
     # The Ed25519 private key (PEM) that signs export manifests and checkpoints.
     signing_key_file: str = ''
+    # LOG_FORMAT: ``text`` (Apache combined access lines, gunicorn's error
+    # lines) or ``json`` (one JSON object a line); balance_api.web.access_log.
+    log_format: str = 'text'
 
     @classmethod
     def from_env(cls, environ=None):
@@ -30,6 +33,7 @@ class Settings:
             sqlite_busy_timeout=float(env.get('SQLITE_BUSY_TIMEOUT', defaults.sqlite_busy_timeout)),
             auth=auth_setting(env.get('BALANCE_API_AUTH')),
             signing_key_file=env.get('SIGNING_KEY_FILE', defaults.signing_key_file),
+            log_format=log_format_setting(env.get('LOG_FORMAT')),
         )
 
 
@@ -40,3 +44,15 @@ def auth_setting(value):
     if value.strip().lower() == 'off':
         return False
     raise ValueError('BALANCE_API_AUTH is "on" or "off", not %r' % value)
+
+
+LOG_FORMATS = ('text', 'json')
+
+
+def log_format_setting(value):
+    """LOG_FORMAT: unset or empty is ``text``; otherwise ``text`` or ``json``."""
+    if value is None or not value.strip():
+        return 'text'
+    if value.strip().lower() in LOG_FORMATS:
+        return value.strip().lower()
+    raise ValueError('LOG_FORMAT is "text" or "json", not %r' % value)

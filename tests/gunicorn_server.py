@@ -71,6 +71,7 @@ class Server:
             [sys.executable, '-m', 'balance_api', 'serve', '--port', str(self.port),
              '--workers', str(workers)],
             cwd=ROOT, env=env, stdout=self.log, stderr=self.log)
+        self.workers = workers
         self._wait_ready()
 
     def session(self):
@@ -89,7 +90,9 @@ class Server:
             if self.process.poll() is not None:
                 raise RuntimeError('server exited: %s' % self.log_text())
             try:
-                if requests.get(self.url + '/ready', timeout=1).status_code == 200:
+                # Every worker booted, not only the first that answers.
+                if (requests.get(self.url + '/ready', timeout=1).status_code == 200
+                        and len(self.worker_pids()) >= self.workers):
                     return
             except requests.ConnectionError:
                 pass

@@ -25,19 +25,87 @@ The application's own log (logger ``balance_api``) goes where gunicorn's
 error log goes, in its format (time, pid, level), one line per record:
 tracebacks included, line breaks are escaped. A deployment that configures
 logging itself (``logconfig_dict`` and the like) keeps its configuration.
+
+``LOG_FORMAT=json`` (read from the environment when gunicorn sets the
+logger up, so ``gunicorn -c gunicorn.conf.py`` and ``python -m balance_api
+serve`` both follow it) makes every line one JSON object, ASCII only
+(``json.dumps`` escapes line breaks and every other control). An access line:
+
+    {"time": "2026-11-23T22:30:00.123Z", "request_id": "5f0c...", "method": "PUT",
+     "route": "/transfer", "path": "/transfer", "status": 200, "duration": 0.001234,
+     "bytes": 57, "key": "shop-1", "client": "127.0.0.1", "user_agent": "curl/8.5.0"}
+
+``route`` is the matched route's template (``/balance/{uid}``) where one
+matched, else the path; ``path`` has no query string; ``bytes`` and ``key``
+are null when unknown. The error log's and the application's lines:
+
+    {"time": "...", "level": "ERROR", "logger": "balance_api",
+     "message": "request \\"5f0c...\\" failed unexpectedly", "request_id": "5f0c...",
+     "exception": "Traceback (most recent call last):\\n..."}
+
+``request_id`` only where the message names one, ``exception`` only for
+exceptions. No line holds a header other than the User-Agent, nor a body:
+never a token or an Idempotency-Key. In JSON, ``access_log_format`` is not used.
 """
+import datetime
+import json
 import logging
+import os
+import re
 import time
 
 from gunicorn import glogging
 from gunicorn.config import AccessLogFormat
 
+from ..config import log_format_setting
 from .log_text import log_field, one_line, quoted_log_field
 
 _REQUEST_ID = 'x-request-id'
 # The API key's name, put there by the authentication (the "user" field).
 KEY_NAME_ENVIRON = 'balance_api.key_name'
 APPLICATION_LOGGER = 'balance_api'
+# The matched route's template, put there by balance_api.web.middleware.RequestId.
+ROUTE_ENVIRON = 'balance_api.route'
+LOG_FORMAT_ENVIRON = 'LOG_FORMAT'
+# How the application's messages name their request: ``request "<id>" ...``
+# (a quoted log field, balance_api.web.error_handlers and .worker).
+_MESSAGE_REQUEST_ID = re.compile(r'^request "((?:[^"\\]|\\.)*)"')
+_UNESCAPE = re.compile(r'\\(.)')
+
+
+def iso_time(seconds):
+    """``seconds`` since the epoch as ISO 8601 UTC to the millisecond, with Z."""
+    stamp = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+    return stamp.strftime('%Y-%m-%dT%H:%M:%S.') + '%03dZ' % (stamp.microsecond // 1000)
+
+
+def json_line(fields):
+    # ASCII only: no raw control or line separator can reach the log.
+    return json.dumps(fields, separators=(', ', ': '))
+
+
+class JsonFormatter(logging.Formatter):
+    """A record as one JSON object: time, level, logger, message, request_id, exception."""
+
+    def format(self, record):
+        message = record.getMessage()
+        fields = {'time': iso_time(record.created), 'level': record.levelname,
+                  'logger': record.name, 'message': message}
+        request_id = getattr(record, 'request_id', None)
+        if request_id is None:
+            named = _MESSAGE_REQUEST_ID.match(message)
+            if named:
+                request_id = _UNESCAPE.sub(r'\1', named.group(1))
+        if request_id is not None:
+            fields['request_id'] = request_id
+        if record.exc_info:
+            if not record.exc_text:
+                record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            fields['exception'] = record.exc_text
+        if record.stack_info:
+            fields['stack'] = self.formatStack(record.stack_info)
+        return json_line(fields)
 
 
 class OneLineFormatter(logging.Formatter):
@@ -54,14 +122,21 @@ class OneLineFormatter(logging.Formatter):
 class AccessLogger(glogging.Logger):
     _stamp_second = None
     _stamp = ''
+    log_format = 'text'
 
     def setup(self, cfg):
+        # Before anything is set up: a wrong value stops the server at start.
+        self.log_format = log_format_setting(os.environ.get(LOG_FORMAT_ENVIRON))
         super().setup(cfg)
         if cfg.logconfig_dict or cfg.logconfig_json or cfg.logconfig:
             return
         for handler in self.error_log.handlers:
-            if (getattr(handler, '_gunicorn', False)
-                    and not isinstance(handler.formatter, OneLineFormatter)):
+            if not getattr(handler, '_gunicorn', False):
+                continue
+            if self.log_format == 'json':
+                if not isinstance(handler.formatter, JsonFormatter):
+                    handler.setFormatter(JsonFormatter())
+            elif not isinstance(handler.formatter, OneLineFormatter):
                 handler.setFormatter(OneLineFormatter(handler.formatter or logging.Formatter()))
         application = logging.getLogger(APPLICATION_LOGGER)
         application.handlers = list(self.error_log.handlers)
@@ -70,6 +145,9 @@ class AccessLogger(glogging.Logger):
         application.propagate = False
 
     def access(self, resp, req, environ, request_time):
+        if self.log_format == 'json':
+            self._json_access(resp, environ, request_time)
+            return
         if self.cfg.access_log_format != AccessLogFormat.default:
             super().access(resp, req, environ, request_time)
             return
@@ -94,6 +172,41 @@ class AccessLogger(glogging.Logger):
             quoted_log_field(environ.get('HTTP_USER_AGENT', '-')),
             request_time.seconds, request_time.microseconds, quoted_log_field(request_id))
         try:
+            self.access_log.info(line)
+        except Exception:
+            self.exception('access log line could not be written')
+
+    def _json_access(self, resp, environ, request_time):
+        if not self.access_log_enabled:
+            return
+        try:
+            status = resp.status
+            if isinstance(status, str):
+                status = status.split(None, 1)[0]
+            try:
+                status = int(status)
+            except (TypeError, ValueError):
+                status = str(status)
+            request_id = None
+            for name, value in resp.headers:
+                if name.lower() == _REQUEST_ID:
+                    request_id = value
+                    break
+            path = environ.get('RAW_URI') or environ.get('PATH_INFO') or ''
+            path = path.split('?', 1)[0]
+            line = json_line({
+                'time': iso_time(time.time()),
+                'request_id': request_id,
+                'method': environ.get('REQUEST_METHOD'),
+                'route': environ.get(ROUTE_ENVIRON) or path,
+                'path': path,
+                'status': status,
+                'duration': round(request_time.total_seconds(), 6),
+                'bytes': getattr(resp, 'sent', None),
+                'key': environ.get(KEY_NAME_ENVIRON) or None,
+                'client': environ.get('REMOTE_ADDR'),
+                'user_agent': environ.get('HTTP_USER_AGENT'),
+            })
             self.access_log.info(line)
         except Exception:
             self.exception('access log line could not be written')

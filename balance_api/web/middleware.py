@@ -23,6 +23,9 @@ class RequestId:
     def process_request(self, req, resp):
         req.context.request_id = request_id(req.get_header(REQUEST_ID_HEADER))
 
+    def process_resource(self, req, resp, resource, params):
+        req.env['balance_api.route'] = req.uri_template  # for the access log
+
     def process_response(self, req, resp, resource, req_succeeded):
         resp.set_header(REQUEST_ID_HEADER, req.context.request_id)
 

@@ -1,5 +1,6 @@
 """Running the application under gunicorn (never a development server)."""
 import multiprocessing
+import os
 
 from gunicorn.app.base import BaseApplication
 
@@ -62,6 +63,12 @@ class GunicornServer(BaseApplication):
     def load_config(self):
         for key, value in {**DEFAULTS, **self.options}.items():
             self.cfg.set(key, value)
+        # The logger (balance_api.web.access_log) reads LOG_FORMAT when gunicorn
+        # sets it up, as under gunicorn.conf.py: the settings' value, for the
+        # master and the workers it forks.
+        log_format = getattr(self.settings, 'log_format', None)
+        if log_format:
+            os.environ['LOG_FORMAT'] = log_format
 
     def load(self):
         return self.app_factory(self.settings)

@@ -122,3 +122,143 @@ def test_application_records_are_one_error_log_line_each(capsys, application_log
     assert re.match(stamp + r'\[ERROR\] request "r-1" failed unexpectedly\\nTraceback ', lines[0])
     assert lines[0].endswith('RuntimeError: first line\\nsecond line')
     assert re.match(stamp + r'\[WARNING\] tab\\there\\x85$', lines[1])
+
+
+# LOG_FORMAT=json: every line one JSON object.
+
+def _json_logger(monkeypatch, **settings):
+    monkeypatch.setenv('LOG_FORMAT', 'json')
+    settings.setdefault('errorlog', '-')
+    return _logger(**settings)
+
+
+ISO_UTC = r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$'
+
+
+def test_json_access_line_has_every_field(capsys, monkeypatch):
+    import json
+    environ = {**ENVIRON, 'balance_api.route': '/transfer', 'balance_api.key_name': 'shop-1'}
+    response = _Response('200 OK', [('X-Request-ID', 'abc-1')], 57)
+    _json_logger(monkeypatch).access(response, _Request(), environ,
+                                     datetime.timedelta(seconds=1, microseconds=2345))
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1
+    line = json.loads(lines[0])
+    assert re.match(ISO_UTC, line.pop('time'))
+    assert line == {'request_id': 'abc-1', 'method': 'PUT', 'route': '/transfer',
+                    'path': '/transfer', 'status': 200, 'duration': 1.002345, 'bytes': 57,
+                    'key': 'shop-1', 'client': '10.1.2.3',
+                    'user_agent': 'agent "quoted" \\ slash'}
+
+
+def test_json_access_line_without_a_route_names_the_path_and_nulls(capsys, monkeypatch):
+    import json
+    logger = _json_logger(monkeypatch, access_log_format='%(m)s %(U)s')
+    environ = {**ENVIRON, 'RAW_URI': '/nowhere/3?token=x'}
+    del environ['HTTP_USER_AGENT']
+    logger.access(_Response('404 Not Found', [], None), _Request(), environ,
+                  datetime.timedelta(microseconds=5))
+    line = json.loads(capsys.readouterr().out)
+    assert line['route'] == line['path'] == '/nowhere/3'
+    assert line['status'] == 404 and line['duration'] == 0.000005
+    assert line['request_id'] is None and line['bytes'] is None and line['key'] is None
+    assert line['user_agent'] is None
+
+
+def test_json_lines_escape_controls_and_stay_ascii(capsys, monkeypatch):
+    import json
+    environ = {**ENVIRON, 'HTTP_USER_AGENT': 'evil\x85forged\u2028\n{"status": 1}\x1b',
+               'RAW_URI': '/t\x00\n'}
+    _json_logger(monkeypatch).access(_Response('200 OK', [('X-Request-ID', 'id\n')], 1),
+                                     _Request(), environ, datetime.timedelta(0))
+    out = capsys.readouterr().out
+    assert out.count('\n') == 1
+    line = out.rstrip('\n')
+    assert line.isascii() and line.isprintable()
+    fields = json.loads(line)
+    assert fields['user_agent'] == 'evil\x85forged\u2028\n{"status": 1}\x1b'
+    assert fields['path'] == '/t\x00\n' and fields['request_id'] == 'id\n'
+
+
+def test_json_error_lines(capsys, monkeypatch, application_log):
+    import json
+    _json_logger(monkeypatch)
+    try:
+        raise RuntimeError('first line\nsecond line')
+    except RuntimeError:
+        application_log.exception('request %s failed unexpectedly', '"r-\\"1\\""')
+    logging.getLogger('balance_api.web.streaming').warning('tab\there\x85')
+    logging.getLogger('gunicorn.error').info('Booting worker with pid: %d', 7)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 3, lines
+    for line in lines:
+        assert line.isascii() and line.isprintable()
+    first, second, third = (json.loads(line) for line in lines)
+    for record in (first, second, third):
+        assert re.match(ISO_UTC, record.pop('time'))
+    exception = first.pop('exception')
+    assert exception.startswith('Traceback (most recent call last):\n')
+    assert exception.endswith('RuntimeError: first line\nsecond line')
+    assert first == {'level': 'ERROR', 'logger': 'balance_api', 'request_id': 'r-"1"',
+                     'message': 'request "r-\\"1\\"" failed unexpectedly'}
+    assert second == {'level': 'WARNING', 'logger': 'balance_api.web.streaming',
+                      'message': 'tab\there\x85'}
+    assert third == {'level': 'INFO', 'logger': 'gunicorn.error',
+                     'message': 'Booting worker with pid: 7'}
+
+
+def test_log_format_setting(monkeypatch):
+    from balance_api.config import Settings
+    assert Settings.from_env({}).log_format == 'text'
+    assert Settings.from_env({'LOG_FORMAT': ' JSON '}).log_format == 'json'
+    with pytest.raises(ValueError, match='LOG_FORMAT is "text" or "json"'):
+        Settings.from_env({'LOG_FORMAT': 'xml'})
+    monkeypatch.setenv('LOG_FORMAT', 'xml')
+    with pytest.raises(ValueError):
+        _logger()
+
+
+def test_an_unknown_log_format_is_exit_2(monkeypatch, capsys):
+    from balance_api.__main__ import main
+    monkeypatch.setenv('LOG_FORMAT', 'yaml')
+    assert main(['list-keys']) == 2
+    assert 'LOG_FORMAT' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('database_url', ['sqlite'], indirect=True)
+def test_json_lines_of_a_real_request_hold_no_secret(capsys, monkeypatch, app, admin_token):
+    """A real request through the application: the access line names the key
+    and the route, and neither line holds the token, the Idempotency-Key or the body."""
+    import json
+
+    import falcon.testing
+    logger = _json_logger(monkeypatch)
+    secrets = {'token': admin_token, 'key': 'idem-key-7f3c2a', 'body': 'trans_desc=secret-memo-9q'}
+    environ = falcon.testing.create_environ(
+        path='/balance/41', method='PUT', body='operation=add&balance=2.50&' + secrets['body'],
+        headers={'Authorization': 'Bearer ' + admin_token, 'Idempotency-Key': secrets['key'],
+                 'Content-Type': 'application/x-www-form-urlencoded', 'User-Agent': 'probe/1'})
+    environ['RAW_URI'] = '/balance/41'
+    answered = {}
+
+    def start_response(status, headers, exc_info=None):
+        answered.update(status=status, headers=headers)
+
+    body = b''.join(app(environ, start_response))
+    logging.getLogger('balance_api').error('request "%s" failed: %s', 'r-2', 'for the test')
+    logger.access(_Response(answered['status'], answered['headers'], len(body)), _Request(),
+                  environ, datetime.timedelta(milliseconds=3))
+    captured = capsys.readouterr()
+    access = json.loads(captured.out)
+    assert access['key'] == ADMIN_KEY_NAME_IN_TESTS
+    assert access['route'] == '/balance/{user_id}' and access['path'] == '/balance/41'
+    assert access['method'] == 'PUT' and access['user_agent'] == 'probe/1'
+    assert access['status'] == int(answered['status'].split()[0])
+    for line in captured.err.splitlines():
+        json.loads(line)
+    for name, secret in secrets.items():
+        assert secret not in captured.out + captured.err, name
+    assert 'secret-memo' not in captured.out + captured.err
+
+
+ADMIN_KEY_NAME_IN_TESTS = 'test-admin'
