@@ -11,6 +11,7 @@ from .exports import checkpoints
 from .exports import commands as export_cli
 from .points.ledger import POLICIES
 from .storage.db import database, migrate, open_database
+from .web import proxy
 from .web import idempotency
 
 log = logging.getLogger('balance_api')
@@ -264,6 +265,7 @@ def main(argv=None):
     policy.add_argument('policy', choices=POLICIES)
     checkpoint_commands = checkpoints.add_checkpoint_command(commands)
     export_commands = export_cli.register(commands)
+    proxy_commands = proxy.add_proxy_command(commands)
     prune = commands.add_parser('prune-idempotency', help='forget old idempotency keys')
     prune.add_argument('--older-than-hours', type=float, default=48.0,
                        help='at least 24 (default 48)')
@@ -279,7 +281,7 @@ def main(argv=None):
                 'prune-idempotency': cmd_prune_idempotency, 'create-key': cmd_create_key,
                 'list-keys': cmd_list_keys, 'revoke-key': cmd_revoke_key,
                 'expire-points': cmd_expire_points, 'club-policy': cmd_club_policy,
-                **checkpoint_commands, **export_commands}
+                **checkpoint_commands, **export_commands, **proxy_commands}
     return handlers[args.command](settings, args)
 
 
