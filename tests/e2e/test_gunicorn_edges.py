@@ -261,6 +261,7 @@ class GunicornCommand(Server):
         self.process = subprocess.Popen(
             [sys.executable, '-m', 'gunicorn', '-c', 'gunicorn.conf.py', 'wsgi:application'],
             cwd=ROOT, env=env, stdout=self.log, stderr=self.log)
+        self.workers = workers
         self._wait_ready()
 
 
