@@ -17,7 +17,8 @@ from .storage.db import database, open_database
 from .web import error_handlers, media
 from .web.commands import CommandRunner
 from .web.meta import DocsPage, Health, OpenApiDocument, Ready
-from .web.middleware import BodyLimit, DatabaseConnection, RequestId, RequestTarget
+from .web.middleware import (BodyLimit, ClientAddress, DatabaseConnection, RequestId,
+                              RequestTarget)
 from .web.openapi import build_spec
 from .web.routing import RoutesApp
 
@@ -38,7 +39,8 @@ def create_app(settings=None, db=None):
         log.warning('BALANCE_API_AUTH=off: no key is asked for; anyone who reaches the port '
                     'may read and move all money')
         access = AuthOff()
-    app = RoutesApp(middleware=[RequestId(), RequestTarget(), BodyLimit(settings.max_body_bytes),
+    app = RoutesApp(middleware=[ClientAddress(settings.trusted_proxies), RequestId(),
+                                RequestTarget(), BodyLimit(settings.max_body_bytes),
                                 DatabaseConnection(db), access])
     if not settings.auth:
         app.headers_on_every_answer.append(AuthOff.HEADER)

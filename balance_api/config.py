@@ -21,6 +21,8 @@ class Settings:
     # LOG_FORMAT: ``text`` (Apache combined access lines, gunicorn's error
     # lines) or ``json`` (one JSON object a line); balance_api.web.access_log.
     log_format: str = 'text'
+    # Proxies whose X-Forwarded-For names the real client (default: this host).
+    trusted_proxies: tuple = ('127.0.0.1', '::1')
 
     @classmethod
     def from_env(cls, environ=None):
@@ -34,6 +36,8 @@ class Settings:
             auth=auth_setting(env.get('BALANCE_API_AUTH')),
             signing_key_file=env.get('SIGNING_KEY_FILE', defaults.signing_key_file),
             log_format=log_format_setting(env.get('LOG_FORMAT')),
+            trusted_proxies=trusted_proxies_setting(env.get('TRUSTED_PROXIES'),
+                                                    defaults.trusted_proxies),
         )
 
 
@@ -56,3 +60,10 @@ def log_format_setting(value):
     if value.strip().lower() in LOG_FORMATS:
         return value.strip().lower()
     raise ValueError('LOG_FORMAT is "text" or "json", not %r' % value)
+
+
+def trusted_proxies_setting(value, default):
+    """TRUSTED_PROXIES: comma-separated addresses; empty trusts none."""
+    if value is None:
+        return default
+    return tuple(address.strip() for address in value.split(',') if address.strip())

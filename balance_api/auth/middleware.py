@@ -56,7 +56,8 @@ class Authentication:
         # The key's name where it is known (never the token).
         name = refused.detail if isinstance(refused.detail, str) else None
         log.warning('refused %s %s from %s: %d %s%s', req.method, quoted_log_field(req.path),
-                    req.remote_addr, refused.code, refused.message,
+                    getattr(req.context, 'client', None) or req.remote_addr, refused.code,
+                    refused.message,
                     ' (key %s)' % name if name else '')
 
 

@@ -66,6 +66,8 @@ KEY_NAME_ENVIRON = 'balance_api.key_name'
 APPLICATION_LOGGER = 'balance_api'
 # The matched route's template, put there by balance_api.web.middleware.RequestId.
 ROUTE_ENVIRON = 'balance_api.route'
+# The client behind a trusted proxy (balance_api.web.middleware.ClientAddress).
+CLIENT_ENVIRON = 'balance_api.client'
 LOG_FORMAT_ENVIRON = 'LOG_FORMAT'
 # How the application's messages name their request: ``request "<id>" ...``
 # (a quoted log field, balance_api.web.error_handlers and .worker).
@@ -163,7 +165,7 @@ class AccessLogger(glogging.Logger):
             status = status.split(None, 1)[0]
         sent = getattr(resp, 'sent', None)
         line = '%s - %s %s "%s %s %s" %s %s %s %s %d.%06d %s' % (
-            log_field(environ.get('REMOTE_ADDR', '-')),
+            log_field(environ.get(CLIENT_ENVIRON) or environ.get('REMOTE_ADDR', '-')),
             log_field(environ.get(KEY_NAME_ENVIRON) or '-'), self.now(),
             log_field(environ['REQUEST_METHOD']), log_field(environ['RAW_URI']),
             log_field(environ['SERVER_PROTOCOL']),
@@ -204,7 +206,7 @@ class AccessLogger(glogging.Logger):
                 'duration': round(request_time.total_seconds(), 6),
                 'bytes': getattr(resp, 'sent', None),
                 'key': environ.get(KEY_NAME_ENVIRON) or None,
-                'client': environ.get('REMOTE_ADDR'),
+                'client': environ.get(CLIENT_ENVIRON) or environ.get('REMOTE_ADDR'),
                 'user_agent': environ.get('HTTP_USER_AGENT'),
             })
             self.access_log.info(line)

@@ -3,6 +3,7 @@ import os
 
 from .. import errors
 from ..storage.db import open_for_request
+from .access_log import CLIENT_ENVIRON, ROUTE_ENVIRON
 from .raw_path import raw_path
 
 REQUEST_ID_HEADER = 'X-Request-ID'
@@ -17,6 +18,33 @@ def request_id(given):
     return os.urandom(16).hex()
 
 
+def client_address(remote, forwarded_for, trusted):
+    """The client a request came from: the peer, unless the peer is a trusted
+    proxy, then the nearest address in X-Forwarded-For that is not one (each
+    proxy appends the address it was reached from, so only the addresses
+    added by trusted proxies can be believed)."""
+    if remote not in trusted or not forwarded_for:
+        return remote
+    hops = [hop.strip() for hop in forwarded_for.split(',') if hop.strip()]
+    for hop in reversed(hops):
+        if hop not in trusted:
+            return hop
+    return hops[0] if hops else remote
+
+
+class ClientAddress:
+    """Name the real client behind a trusted proxy, for the logs."""
+
+    def __init__(self, trusted):
+        self.trusted = frozenset(trusted)
+
+    def process_request(self, req, resp):
+        client = client_address(req.env.get('REMOTE_ADDR'),
+                                req.get_header('X-Forwarded-For'), self.trusted)
+        req.env[CLIENT_ENVIRON] = client
+        req.context.client = client
+
+
 class RequestId:
     """Tag every request with an id for the logs, and answer with it."""
 
@@ -24,7 +52,7 @@ class RequestId:
         req.context.request_id = request_id(req.get_header(REQUEST_ID_HEADER))
 
     def process_resource(self, req, resp, resource, params):
-        req.env['balance_api.route'] = req.uri_template  # for the access log
+        req.env[ROUTE_ENVIRON] = req.uri_template
 
     def process_response(self, req, resp, resource, req_succeeded):
         resp.set_header(REQUEST_ID_HEADER, req.context.request_id)
