@@ -112,9 +112,11 @@ class FaultyRun:
     clients that resend with the same key until the outcome is known, the
     fault thread, and the checks of how the service answered meanwhile.
 
-    A workload says how to send an operation (``_request``) and which read
-    tells that the service is healthy (``probe_path``), and may keep the
-    final answer's body (``_answered``). ``config`` has at least the fields
+    A workload says how to set up (``setup``), make a new operation
+    (``_new_operation``) and send it (``_request``), how its readers and its
+    snapshot thread check what they see (``_reader``, ``_snapshots``) and
+    which read tells that the service is healthy (``probe_path``), and may
+    keep the final answer's body (``_answered``). ``config`` has at least the fields
     ``duration``, ``workers``, ``kill_workers``, ``postgres_restarts``,
     ``client_timeouts`` and ``seed``; operations have ``status``, ``code``
     and ``attempts``.
@@ -133,6 +135,29 @@ class FaultyRun:
         self.operations = []
         self.stop_at = 0.0
         self.give_up_at = 0.0
+
+    def run(self):
+        """Set up, then run the clients, the readers and the snapshots under
+        faults; returns the seconds taken."""
+        self.setup()
+        threads = [threading.Thread(target=self._client, args=(self.config.seed * 1000 + i,))
+                   for i in range(self.config.clients)]
+        threads += [threading.Thread(target=self._reader, args=(self.config.seed * 2000 + i,))
+                    for i in range(self.config.readers)]
+        threads.append(threading.Thread(target=self._snapshots))
+        return self.run_threads(threads)
+
+    def _client(self, seed):
+        rng = random.Random(seed)
+        session = self.server.session()
+        while time.monotonic() < self.stop_at:
+            operation = self._new_operation(rng)
+            self.operations.append(operation)
+            self._settle(session, operation, rng)
+
+    def _reader_violation(self, text):
+        with self.tally.lock:
+            self.tally.reader_violations.append(text)
 
     def probe_path(self):
         """A read the service answers 200 whenever it is healthy."""
@@ -274,15 +299,6 @@ class BankRun(FaultyRun):
             http.put(self.base + '/balance/%d' % uid, timeout=30,
                      data={'operation': 'add', 'balance': str(OPENING)}).raise_for_status()
 
-    def run(self):
-        self.setup()
-        threads = [threading.Thread(target=self._client, args=(self.config.seed * 1000 + i,))
-                   for i in range(self.config.clients)]
-        threads += [threading.Thread(target=self._reader, args=(self.config.seed * 2000 + i,))
-                    for i in range(self.config.readers)]
-        threads.append(threading.Thread(target=self._snapshots))
-        return self.run_threads(threads)
-
     def probe_path(self):
         return '/balance/%d' % self.accounts[0]
 
@@ -309,14 +325,6 @@ class BankRun(FaultyRun):
         return session.put(self.base + path, data=data, timeout=timeout,
                            headers={'Idempotency-Key': operation.key})
 
-    def _client(self, seed):
-        rng = random.Random(seed)
-        session = self.server.session()
-        while time.monotonic() < self.stop_at:
-            operation = self._new_operation(rng)
-            self.operations.append(operation)
-            self._settle(session, operation, rng)
-
     def _reader(self, seed):
         rng = random.Random(seed)
         session = self.server.session()
@@ -342,10 +350,6 @@ class BankRun(FaultyRun):
             for row in rows:
                 if Decimal(row['balance']) < 0:
                     self._reader_violation('negative balance read: %s' % row)
-
-    def _reader_violation(self, text):
-        with self.tally.lock:
-            self.tally.reader_violations.append(text)
 
     def _snapshots(self):
         """In one snapshot, the users' money equals what entered minus what left."""

@@ -137,3 +137,17 @@ def server(database_url):
     running = Server(database_url)
     yield running
     running.stop()
+
+
+@pytest.fixture
+def restartable_postgres_url(postgres_url):
+    """The emptied test database on a local cluster this test may restart
+    (the bank workloads); without the cluster or root: a skip, in CI a failure."""
+    from bank import postgres_cluster
+    if postgres_cluster(postgres_url) is None or os.geteuid() != 0:
+        message = 'restarting PostgreSQL needs the local cluster (pg_ctlcluster) and root'
+        if REQUIRE_POSTGRES:
+            pytest.fail(message)
+        pytest.skip(message)
+    _empty_postgres(postgres_url)
+    return postgres_url

@@ -245,13 +245,7 @@ class PointsBankRun(FaultyRun):
                 self.operations.append(operation)
 
     def run(self):
-        self.setup()
-        threads = [threading.Thread(target=self._client, args=(self.config.seed * 1000 + i,))
-                   for i in range(self.config.clients)]
-        threads += [threading.Thread(target=self._reader, args=(self.config.seed * 2000 + i,))
-                    for i in range(self.config.readers)]
-        threads.append(threading.Thread(target=self._snapshots))
-        elapsed = self.run_threads(threads)
+        elapsed = super().run()
         self.final_payer_balances = self._read_payer_balances()
         return elapsed
 
@@ -347,14 +341,6 @@ class PointsBankRun(FaultyRun):
         except ValueError:
             operation.answer = None
 
-    def _client(self, seed):
-        rng = random.Random(seed)
-        session = self.server.session()
-        while time.monotonic() < self.stop_at:
-            operation = self._new_operation(rng)
-            self.operations.append(operation)
-            self._settle(session, operation, rng)
-
     def _reader(self, seed):
         rng = random.Random(seed)
         session = self.server.session()
@@ -381,10 +367,6 @@ class PointsBankRun(FaultyRun):
             negative = {name: points for name, points in body.items() if points < 0}
             if negative:
                 self._reader_violation('GET %s: negative %s' % (path, negative))
-
-    def _reader_violation(self, text):
-        with self.tally.lock:
-            self.tally.reader_violations.append(text)
 
     def _snapshots(self):
         """In one snapshot, the balances hold what the entries sum to and what

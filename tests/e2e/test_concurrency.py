@@ -5,7 +5,6 @@ import uuid
 from collections import Counter
 from decimal import Decimal
 
-import requests
 
 from balance_api.storage.db import database, open_database
 from balance_api.money.verify import verify_ledger

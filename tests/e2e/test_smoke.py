@@ -14,6 +14,5 @@ def test_create_add_transfer_history(client, make_user):
 
 def test_served_by_gunicorn(server):
     http = server.session()
-    import requests
     assert http.post(server.url + '/user', data={'uid': 7}).status_code == 201
     assert http.get(server.url + '/balance/7').json() == {'user_id': 7, 'balance': '0.00'}

@@ -13,14 +13,12 @@ import pytest
 from balance_api.config import Settings
 from balance_api.exports import checkpoints, signing
 from balance_api.exports.checkpoints import Checkpoint, check_against, take_checkpoint
-from balance_api.money.amounts import ZERO
-from balance_api.money.chain import GENESIS_HASH, posting_hash
 from balance_api.money.models import EXTERNAL_ACCOUNT_ID, Account, JournalEntry, Posting
 from balance_api.money.verify import verify_ledger
 from balance_api.points.verify import verify_points
 from balance_api.storage.db import database
 from gunicorn_server import bearer
-from helpers import AMOUNT_FORMAT, FORM, add, send_json, transfer
+from helpers import AMOUNT_FORMAT, FORM, add, rechain, send_json, transfer
 
 
 @pytest.fixture
@@ -170,33 +168,6 @@ def test_traffic_after_a_checkpoint_passes(db, key, path, traffic):
     assert check(db, path) == []
 
 
-def _rechain(db):
-    """Rewrite every balance after, posting hash and account row to agree with
-    the postings as they now are, as someone with write access could."""
-    entries = {entry.id: entry for entry in JournalEntry.select()}
-    running, chain, newest = {}, {}, {}
-    with db.atomic():
-        for posting in Posting.select().order_by(Posting.account, Posting.id):
-            account_id, entry = posting.account_id, entries[posting.journal_id]
-            external = account_id == EXTERNAL_ACCOUNT_ID
-            after = None if external else running.get(account_id, ZERO) + posting.amount
-            digest = posting_hash(
-                '' if external else chain.get(account_id, GENESIS_HASH), account_id=account_id,
-                amount=posting.amount, balance_after=after, journal_id=entry.id,
-                created_at=entry.created_at, operation=entry.operation,
-                sender_id=entry.sender_id, receiver_id=entry.receiver_id,
-                journal_amount=entry.amount, description=entry.transaction_description)
-            Posting.update(balance_after=after, hash=digest).where(
-                Posting.id == posting.id).execute()
-            if not external:
-                running[account_id], chain[account_id] = after, digest
-                newest[account_id] = posting.created_at
-        for account_id, balance in running.items():
-            Account.update(balance=balance, last_hash=chain[account_id],
-                           last_posted_at=newest[account_id]).where(
-                Account.id == account_id).execute()
-
-
 def test_a_rewritten_past_is_caught_though_every_chain_was_recomputed(db, key, path, traffic):
     take(db, key, path)
     traffic()
@@ -211,7 +182,7 @@ def test_a_rewritten_past_is_caught_though_every_chain_was_recomputed(db, key, p
             Posting.update(amount='-500.00').where(
                 (Posting.journal == deposit.id)
                 & (Posting.account == EXTERNAL_ACCOUNT_ID)).execute()
-        _rechain(db)
+        rechain(db)
         assert verify_ledger(db).ok and verify_points(db).ok
     problems = check(db, path, signing.public_key_text(key))
     assert [(problem.kind, problem.account_id) for problem in problems] == [
@@ -460,7 +431,7 @@ def test_verify_with_checkpoints_fails_a_rewritten_past_that_plain_verify_passes
                 (Posting.journal == deposit.id)
                 & (Posting.account == EXTERNAL_ACCOUNT_ID)).execute()
             JournalEntry.update(amount='49.00').where(JournalEntry.id == deposit.id).execute()
-        _rechain(db)
+        rechain(db)
     capsys.readouterr()
     assert command_line.main(['verify']) == 0
     assert capsys.readouterr().out.splitlines()[-1] == 'ledger OK'

@@ -13,7 +13,6 @@ from decimal import Decimal
 
 import psycopg2
 import pytest
-import requests
 
 from balance_api.money import pg_sql
 from balance_api.storage.db import open_database

@@ -7,13 +7,12 @@ import threading
 import pytest
 
 from balance_api import __main__ as command_line
-from balance_api.money.chain import GENESIS_HASH, posting_hash
+from balance_api.money.chain import GENESIS_HASH
 from balance_api.storage.db import database, is_postgres, open_database
-from balance_api.money.models import EXTERNAL_ACCOUNT_ID, Account, JournalEntry, Posting
-from balance_api.money.amounts import ZERO
+from balance_api.money.models import JournalEntry, Posting
 from balance_api.money.verify import verify_ledger
 from conftest import FORM, ROOT
-from helpers import transfer
+from helpers import rechain, transfer
 
 
 @pytest.fixture
@@ -105,34 +104,6 @@ def _tamper_unchecked(db, table, *statements):
             *statements,
             *['ALTER TABLE %s ADD CONSTRAINT %s %s NOT VALID' % (table, name, definition)
               for name, definition in checks])
-
-
-def _rechain(db):
-    """Rewrite every balance after, posting hash and account row to agree
-    with the postings as they now are, as someone with write access could:
-    afterwards only the checks beyond the chains can see what changed."""
-    entries = {entry.id: entry for entry in JournalEntry.select()}
-    running, chain, newest = {}, {}, {}
-    with db.atomic():
-        for posting in Posting.select().order_by(Posting.account, Posting.id):
-            account_id, entry = posting.account_id, entries[posting.journal_id]
-            external = account_id == EXTERNAL_ACCOUNT_ID
-            after = None if external else running.get(account_id, ZERO) + posting.amount
-            digest = posting_hash(
-                '' if external else chain.get(account_id, GENESIS_HASH), account_id=account_id,
-                amount=posting.amount, balance_after=after, journal_id=entry.id,
-                created_at=entry.created_at, operation=entry.operation,
-                sender_id=entry.sender_id, receiver_id=entry.receiver_id,
-                journal_amount=entry.amount, description=entry.transaction_description)
-            Posting.update(balance_after=after, hash=digest).where(
-                Posting.id == posting.id).execute()
-            if not external:
-                running[account_id], chain[account_id] = after, digest
-                newest[account_id] = posting.created_at
-        for account_id, balance in running.items():
-            Account.update(balance=balance, last_hash=chain[account_id],
-                           last_posted_at=newest[account_id]).where(
-                Account.id == account_id).execute()
 
 
 def _found(db, **options):
@@ -443,7 +414,7 @@ def test_time_going_backwards_within_an_account_is_found(ledger):
             % withdrawal,
             "UPDATE posting SET created_at = '2001-01-01 00:00:00' WHERE journal_id = %d"
             % withdrawal)
-    _rechain(ledger)
+    rechain(ledger)
     report = verify_ledger(ledger)
     posting = _leg(ledger, withdrawal, 3)
     # The external account's legs are numbered as concurrent deposits
@@ -499,7 +470,7 @@ def test_entries_from_before_the_time_order_rule_are_not_held_to_it(ledger):
             "UPDATE posting SET created_at = '2001-01-01 00:00:00' WHERE journal_id = %d"
             % withdrawal,
             "UPDATE account SET last_posted_at = '2001-01-01 00:00:00' WHERE id = 3")
-    _rechain(ledger)
+    rechain(ledger)
     posting = _leg(ledger, withdrawal, 3)
     assert _found(ledger) == [('time order', 3, posting, None)]
     # As if the ledger had been written before the rule came in with the withdrawal's successor.
@@ -518,7 +489,7 @@ def _date_the_withdrawal_back(ledger):
             "UPDATE posting SET created_at = '2001-01-01 00:00:00' WHERE journal_id = %d"
             % withdrawal,
             "UPDATE account SET last_posted_at = '2001-01-01 00:00:00' WHERE id = 3")
-    _rechain(ledger)
+    rechain(ledger)
     return withdrawal, _leg(ledger, withdrawal, 3)
 
 
@@ -602,7 +573,7 @@ def test_transfer_with_postings_on_other_accounts_is_found(client, ledger_data, 
     _tamper(db, "UPDATE posting SET account_id = 3, amount = '-5.00' "
                 "WHERE journal_id = %d AND account_id = 1" % entry,
             "UPDATE posting SET amount = '5.00' WHERE journal_id = %d AND account_id = 2" % entry)
-    _rechain(db)
+    rechain(db)
     report = verify_ledger(db)
     assert [(p.kind, p.journal_id, p.detail) for p in report.problems] == [
         ('entry legs', entry,
@@ -642,7 +613,7 @@ def test_newest_entry_with_legs_its_operation_does_not_imply_is_found(ledger, ta
     assert entry == _one(ledger, 'SELECT MAX(id) FROM journal_entry')
     _tamper_unchecked(ledger, 'journal_entry',
                       *[statement.format(entry=entry) for statement in tampering])
-    _rechain(ledger)
+    rechain(ledger)
     report = verify_ledger(ledger)
     assert [(p.kind, p.journal_id, p.detail) for p in report.problems] == [
         ('entry legs', entry, detail.format(entry=entry))]
@@ -661,7 +632,7 @@ def test_newest_entry_with_legs_its_operation_does_not_imply_is_found(ledger, ta
 def test_user_entry_with_wrong_legs_is_found(ledger, tampering, detail):
     entry = _entry(ledger, 'user_add')
     _tamper(ledger, *[statement.format(entry=entry) for statement in tampering])
-    _rechain(ledger)
+    rechain(ledger)
     report = verify_ledger(ledger)
     assert [(p.kind, p.journal_id, p.detail) for p in report.problems] == [
         ('entry legs', entry, detail.format(entry=entry))]
@@ -697,7 +668,7 @@ def test_entry_between_wrong_parties_or_of_no_money_is_found(ledger, operation, 
     # Its postings are exactly what it would imply if it were valid.
     entry = _entry(ledger, operation, nth)
     _tamper(ledger, *[statement.format(entry=entry) for statement in tampering])
-    _rechain(ledger)
+    rechain(ledger)
     report = verify_ledger(ledger)
     # A transfer to oneself also puts two postings of one moment on one account.
     assert [(p.kind, p.journal_id, p.detail) for p in report.problems
@@ -718,7 +689,7 @@ def test_user_delete_with_wrong_legs_is_found(client, make_user, ledger_data, op
     db = open_raw()
     entry = _entry(db, 'user_delete')
     _tamper(db, tampering.format(entry=entry))
-    _rechain(db)
+    rechain(db)
     report = verify_ledger(db)
     assert [(p.kind, p.journal_id, p.detail) for p in report.problems] == [
         ('entry legs', entry, detail.format(entry=entry))]
@@ -727,7 +698,7 @@ def test_user_delete_with_wrong_legs_is_found(client, make_user, ledger_data, op
 def test_entry_without_postings_is_found(ledger):
     entry = _entry(ledger, 'user_add')  # account 3's, a single leg of 0.00
     _tamper(ledger, 'DELETE FROM posting WHERE journal_id = %d' % entry)
-    _rechain(ledger)
+    rechain(ledger)
     report = verify_ledger(ledger)
     assert [(p.kind, p.journal_id, p.detail) for p in report.problems] == [
         ('no postings', entry, 'journal entry %d has no postings' % entry)]

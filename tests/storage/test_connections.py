@@ -8,7 +8,6 @@ as the pool would check it.
 import threading
 import time
 
-import falcon.testing
 import pytest
 
 from balance_api import create_app
