@@ -471,10 +471,16 @@ def run_bank(database_url, config):
     return run, run.check(), elapsed
 
 
+def maintenance_url(server_url):
+    """The server's maintenance database, ``postgres``: every server has one,
+    whatever database ``server_url`` names."""
+    return urlunparse(urlparse(server_url)._replace(path='/postgres'))
+
+
 def fresh_database(admin_url, prefix='balance_api_bank'):
     """Create and migrate a database named ``prefix`` and a random suffix on
     the server of ``admin_url``; returns its URL."""
-    admin = open_database(admin_url)
+    admin = open_database(maintenance_url(admin_url))
     admin.connect()
     admin.connection().autocommit = True
     name = '%s_%s' % (prefix, uuid.uuid4().hex[:12])
@@ -490,8 +496,8 @@ def fresh_database(admin_url, prefix='balance_api_bank'):
 def add_fault_arguments(parser):
     """The command-line options every workload under faults takes."""
     parser.add_argument('--database-url', default=os.environ.get(
-        'TEST_DATABASE_URL', 'postgresql://postgres@127.0.0.1:5432/test'),
-        help='server to create a fresh database on')
+        'TEST_DATABASE_URL', 'postgresql://postgres@127.0.0.1:5432'),
+        help='server to create a fresh database on (from its maintenance database, postgres)')
     parser.add_argument('--duration', type=float, default=60)
     parser.add_argument('--workers', type=int, default=4)
     parser.add_argument('--kill-workers', action='store_true')

@@ -1,10 +1,17 @@
 """Fixtures: every API test runs against SQLite and against PostgreSQL.
 
 PostgreSQL comes from TEST_DATABASE_URL (default: the local server,
-postgresql://postgres@127.0.0.1:5432/test). The suite creates a database of
-its own next to that one and drops it at the end. When no server answers,
-the PostgreSQL half is skipped, unless BALANCE_API_REQUIRE_POSTGRES=1 (set
-by CI), which makes it an error.
+postgresql://postgres@127.0.0.1:5432), which names the server, user and
+password; the suite connects to the server's maintenance database,
+``postgres`` (whatever database the URL names), creates a database of its
+own there and drops it at the end. When no server answers, the PostgreSQL
+half is skipped, unless BALANCE_API_REQUIRE_POSTGRES=1 (set by CI), which
+makes it an error. Either way the summary says how many tests ran against
+PostgreSQL.
+
+Tests that restart the PostgreSQL server (the bank workloads) interrupt
+everyone else using it, so they run only with
+BALANCE_API_TEST_RESTART_POSTGRES=1 (set by CI) and are skipped otherwise.
 """
 import os
 import uuid
@@ -21,8 +28,10 @@ from gunicorn_server import ROOT, Server, bearer, create_key_in
 
 ADMIN_KEY_NAME = 'test-admin'
 
-PG_URL = os.environ.get('TEST_DATABASE_URL', 'postgresql://postgres@127.0.0.1:5432/test')
 REQUIRE_POSTGRES = os.environ.get('BALANCE_API_REQUIRE_POSTGRES') == '1'
+RESTART_POSTGRES_VARIABLE = 'BALANCE_API_TEST_RESTART_POSTGRES'
+# Every server has it, unlike a database named after the suite or its user.
+MAINTENANCE_DATABASE = 'postgres'
 FORM = {'Content-Type': 'application/x-www-form-urlencoded'}
 
 
@@ -30,16 +39,41 @@ def _with_database(url, name):
     return urlunparse(urlparse(url)._replace(path='/' + name))
 
 
+def _shown(url):
+    """The server of ``url`` as the summary names it: no password, no database."""
+    parts = urlparse(url)
+    netloc = parts.netloc.rpartition('@')[2]
+    if parts.username:
+        netloc = '%s@%s' % (parts.username, netloc)
+    return urlunparse((parts.scheme, netloc, '', '', '', ''))
+
+
+# The server's maintenance database: where the suite creates and drops its own.
+PG_URL = _with_database(
+    os.environ.get('TEST_DATABASE_URL', 'postgresql://postgres@127.0.0.1:5432'),
+    MAINTENANCE_DATABASE)
+PG_SERVER = _shown(PG_URL)
+
+# What the summary reports: whether the server answered, and which tests ran on it.
+_SERVER_ANSWERED = pytest.StashKey()
+_SERVER_UNREACHABLE = pytest.StashKey()
+_USES_POSTGRES = pytest.StashKey()
+_POSTGRES_TESTS_RAN = pytest.StashKey()
+
+
 @pytest.fixture(scope='session')
-def postgres_url():
-    """A fresh, migrated PostgreSQL database for this test session."""
+def postgres_database(request):
+    """A fresh, migrated PostgreSQL database for this test session (tests use
+    ``postgres_url``, which also counts them)."""
     admin = open_database(PG_URL)
     try:
         admin.connect()
     except peewee.OperationalError as exc:
+        request.config.stash[_SERVER_UNREACHABLE] = True
         if REQUIRE_POSTGRES:
-            pytest.fail('PostgreSQL is required but unreachable at %s: %s' % (PG_URL, exc))
-        pytest.skip('no PostgreSQL server answers at %s' % PG_URL)
+            pytest.fail('PostgreSQL is required but unreachable at %s: %s' % (PG_SERVER, exc))
+        pytest.skip('no PostgreSQL server answers at %s' % PG_SERVER)
+    request.config.stash[_SERVER_ANSWERED] = True
     name = 'balance_api_test_%s' % uuid.uuid4().hex[:12]
     # CREATE DATABASE cannot run in a transaction.
     admin.connection().autocommit = True
@@ -58,12 +92,55 @@ def postgres_url():
     admin.close_all()
 
 
+@pytest.fixture
+def postgres_url(request, postgres_database):
+    """The session's PostgreSQL database; the test is counted as one that ran on it."""
+    request.node.stash[_USES_POSTGRES] = True
+    return postgres_database
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == 'call' and not report.skipped and item.stash.get(_USES_POSTGRES, False):
+        # A set: a test's subtests (schemathesis) report on their own.
+        item.config.stash.setdefault(_POSTGRES_TESTS_RAN, set()).add(item.nodeid)
+    return report
+
+
+def postgres_summary(config):
+    """One line: how many tests ran against PostgreSQL, or why none did."""
+    ran = len(config.stash.get(_POSTGRES_TESTS_RAN, ()))
+    if config.stash.get(_SERVER_UNREACHABLE, False):
+        if REQUIRE_POSTGRES:
+            return ('PostgreSQL: 0 tests ran - no server at %s, the PostgreSQL half ERRORED '
+                    '(BALANCE_API_REQUIRE_POSTGRES=1)' % PG_SERVER)
+        return ('PostgreSQL: 0 tests ran - no server at %s, the PostgreSQL half was SKIPPED'
+                % PG_SERVER)
+    if not config.stash.get(_SERVER_ANSWERED, False):
+        return 'PostgreSQL: 0 tests ran - no test that ran asked for it'
+    line = 'PostgreSQL: %d %s ran against %s' % (ran, 'test' if ran == 1 else 'tests', PG_SERVER)
+    if REQUIRE_POSTGRES:
+        line += ' (BALANCE_API_REQUIRE_POSTGRES=1)'
+    return line
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if config.option.collectonly:
+        return
+    missing = config.stash.get(_SERVER_UNREACHABLE, False)
+    terminalreporter.write_sep('-', postgres_summary(config), green=not missing,
+                               yellow=missing and not REQUIRE_POSTGRES,
+                               red=missing and REQUIRE_POSTGRES, bold=True)
+
+
 def _empty_postgres(url):
     db = open_database(url)
     with db.connection_context():
         db.execute_sql('TRUNCATE posting, journal_entry, idempotency_record, points_draw, '
                        'points_transaction, points_entry, points_balance, points_member, '
-                       'points_club, api_key RESTART IDENTITY')
+                       'points_club, api_key, discount_code, discount_audit, discount_brand '
+                       'RESTART IDENTITY')
         # Row 0, the external counterparty, belongs to the schema.
         db.execute_sql('DELETE FROM account WHERE id <> 0')
     db.close_all()
@@ -139,10 +216,41 @@ def server(database_url):
     running.stop()
 
 
+def postgres_restart_refusal():
+    """Why this run may not restart the PostgreSQL server, or None.
+
+    A restart cuts off every session on the server, other people's too, so
+    it takes an explicit yes: CI (.ci/run) gives it; a shared development
+    machine, by default, does not.
+    """
+    if os.environ.get(RESTART_POSTGRES_VARIABLE) != '1':
+        return ('restarting PostgreSQL interrupts everyone using the server: '
+                'set %s=1 to allow it (.ci/run does)' % RESTART_POSTGRES_VARIABLE)
+    return None
+
+
 @pytest.fixture
-def restartable_postgres_url(postgres_url):
+def bank_postgres(request):
+    """``(database url, restarts)`` for a bank workload: one PostgreSQL restart
+    where this run may restart the server (BALANCE_API_TEST_RESTART_POSTGRES=1,
+    as in CI), none otherwise; the workload's other faults either way."""
+    if postgres_restart_refusal() is None:
+        return request.getfixturevalue('restartable_postgres_url'), 1
+    postgres_url = request.getfixturevalue('postgres_url')
+    _empty_postgres(postgres_url)
+    return postgres_url, 0
+
+
+@pytest.fixture
+def restartable_postgres_url(request):
     """The emptied test database on a local cluster this test may restart
-    (the bank workloads); without the cluster or root: a skip, in CI a failure."""
+    (the bank workloads). Without BALANCE_API_TEST_RESTART_POSTGRES=1: a skip,
+    before any database is touched; allowed but without the cluster or root:
+    a skip, in CI a failure."""
+    refusal = postgres_restart_refusal()
+    if refusal is not None:
+        pytest.skip(refusal)
+    postgres_url = request.getfixturevalue('postgres_url')
     from bank import postgres_cluster
     if postgres_cluster(postgres_url) is None or os.geteuid() != 0:
         message = 'restarting PostgreSQL needs the local cluster (pg_ctlcluster) and root'

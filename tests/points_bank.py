@@ -45,7 +45,7 @@ from balance_api.points.models import (NO_PAYER, PointsBalance, PointsClub,  # n
 from balance_api.points.verify import verify_points  # noqa: E402
 from balance_api.storage.db import database, open_database  # noqa: E402
 from balance_api.web.idempotency import IdempotencyRecord  # noqa: E402
-from bank import FaultyRun, add_fault_arguments, fresh_database  # noqa: E402
+from bank import FaultyRun, add_fault_arguments, fresh_database, maintenance_url  # noqa: E402
 from gunicorn_server import Server  # noqa: E402
 
 PAYERS = ('DANNON', 'UNILEVER', 'MILLER COORS', 'ACME')
@@ -698,7 +698,7 @@ def run_points_bank(database_url, config):
 
 
 def _drop_database(admin_url, url):
-    admin = open_database(admin_url)
+    admin = open_database(maintenance_url(admin_url))
     admin.connect()
     admin.connection().autocommit = True
     admin.execute_sql('DROP DATABASE IF EXISTS %s WITH (FORCE)' % urlparse(url).path[1:])
