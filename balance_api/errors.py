@@ -2,9 +2,9 @@
 
 An error is a numeric code, a message and an HTTP status; clients match on
 ``code``. Each domain keeps its own codes in its ``errors`` module (money:
-501-517 and 525-528, points 601-629, keys 701-729); the ones here are the shared plumbing's: idempotency
+501-517, 525-528 and 542-544, points 601-629, keys 701-729); the ones here are the shared plumbing's: idempotency
 keys 518-519, bodies and fields 520-524, routing, HTTP and the database
-529-540. Services raise them; only the error handlers
+529-541. Services raise them; only the error handlers
 (``balance_api.web.error_handlers``) know how they are rendered.
 """
 import falcon
@@ -138,6 +138,32 @@ class RangeNotSatisfiable(ApiError):
 class HostRequired(ApiError):
     """HTTP/1.1 requires a Host header on every request."""
     code, message, status = 540, 'Request needs a Host header', falcon.HTTP_400
+
+
+class SchemaNotMigrated(ApiError):
+    """The service serves only a database at the schema version its code
+    expects: every migration it ships applied, none it does not know.
+
+    The answer names the migrations: ``pending`` (run ``python -m balance_api
+    migrate``) and ``unknown`` (applied by a newer version of the service).
+    """
+    code = 541
+    message = 'Database schema is not the one this version expects'
+    status = falcon.HTTP_503
+
+    def __init__(self, pending=(), unknown=()):
+        self.pending, self.unknown = list(pending), list(unknown)
+        parts = []
+        if self.pending:
+            parts.append('pending migrations %s (run python -m balance_api migrate)'
+                         % ', '.join(self.pending))
+        if self.unknown:
+            parts.append('migrations this version does not ship %s' % ', '.join(self.unknown))
+        super().__init__('%s: %s' % (self.message, '; '.join(parts)))
+
+    def to_dict(self):
+        return {'code': self.code, 'message': self.detail, 'pending': self.pending,
+                'unknown': self.unknown}
 
 
 def all_errors():

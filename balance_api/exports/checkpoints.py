@@ -57,6 +57,7 @@ from typing import NamedTuple, Optional
 import peewee
 from peewee import JOIN, fn
 
+from .. import cli
 from ..clock import utc_now
 from ..findings import stream
 from ..money.amounts import ZERO, MoneyField, format_amount
@@ -65,7 +66,7 @@ from ..money.models import EXTERNAL_ACCOUNT_ID, Account, JournalEntry, Posting
 from ..points.chain import GENESIS_HASH as POINTS_GENESIS_HASH
 from ..points.chain import entry_hash
 from ..points.models import PointsBalance, PointsClub, PointsDraw, PointsEntry, PointsMember
-from ..storage.db import database, is_postgres, open_database, write_transaction
+from ..storage.db import database, is_postgres, write_transaction
 from ..storage.models import BaseModel
 from . import signing
 
@@ -320,31 +321,27 @@ def checkpoint_path(args, environ=None):
 
 
 def cmd_checkpoint(settings, args):
-    name = 'python -m balance_api checkpoint'
     try:
         key = signing.load_private_key(settings.signing_key_file)
     except signing.SigningKeyMissing as exc:
-        print('%s: %s' % (name, exc), file=sys.stderr)
-        return 2
+        cli.fail('checkpoint: %s' % exc)
+        return cli.USAGE
     path = checkpoint_path(args)
-    db = open_database(settings.database_url, pool_size=settings.pool_size,
-                       busy_timeout=settings.sqlite_busy_timeout)
-    database.initialize(db)
+    db = cli.open_for_command(settings)
 
     def warn(text):
-        print('%s: %s' % (name, text), file=sys.stderr)
+        print('balance_api: checkpoint: %s' % text, file=sys.stderr)
 
     try:
         with db.connection_context():
             record = take_checkpoint(db, key, path, warn=warn)
     except CheckpointFileError as exc:
-        print('%s: %s' % (name, exc), file=sys.stderr)
-        return 1
+        cli.fail('checkpoint: %s' % exc)
+        return cli.REFUSED
     except peewee.DatabaseError as exc:
         # The line may be in the file already (it is written first).
-        print('%s: the database failed: %s' % (name, ' '.join(str(exc).split())),
-              file=sys.stderr)
-        return 1
+        cli.fail('checkpoint: the database failed: %s' % ' '.join(str(exc).split()))
+        return cli.DATABASE
     totals = record['totals']
     print('checkpoint %d at %s: %d accounts holding %s, journal up to %s; %d points members '
           'holding %d; appended to %s' % (

@@ -2,7 +2,8 @@
 
 ``register(commands)`` adds them to the command line's subparsers and
 returns their handlers, ``handler(settings, args) -> exit code``: 0 when
-all is well, 1 for a problem found or met, 2 for a usage error.
+all is well, 1 for a problem found or met, 2 for a usage error, 3 for the
+database (``balance_api.cli``).
 """
 import argparse
 import csv
@@ -12,10 +13,11 @@ import json
 import os
 import sys
 
+from .. import cli
 from ..errors import ApiError
-from ..storage.db import database, open_database
 from . import query as export_query
 from . import run, signing
+from .discounts import DISCOUNTS
 from .journal import JOURNAL
 from .points import POINTS
 from .reconcile import reconcile
@@ -24,15 +26,13 @@ PROG = 'python -m balance_api'
 
 
 def _fail(command, message, code=1):
-    print('%s %s: %s' % (PROG, command, message), file=sys.stderr)
+    cli.fail('%s: %s' % (command, message))
     return code
 
 
 def _open(settings):
-    db = open_database(settings.database_url, pool_size=settings.pool_size,
-                       busy_timeout=settings.sqlite_busy_timeout)
-    database.initialize(db)
-    return db
+    # Named on stderr; refused unless it exists and is at this version's schema.
+    return cli.open_for_command(settings)
 
 
 def _close(db):
@@ -46,6 +46,8 @@ def register(commands):
     export.add_argument('--date-end', required=True, metavar='YYYY-MM-DD')
     export.add_argument('--uid', help='only the rows of this user (points: member)')
     export.add_argument('--points', action='store_true', help='the points entries, not the journal')
+    export.add_argument('--discounts', action='store_true',
+                        help="the discount codes' audit rows, not the journal (no --operation)")
     export.add_argument('--operation', action='append', default=[],
                         help='only this operation (points: event type); may repeat')
     export.add_argument('--format', choices=export_query.FORMATS, default='csv')
@@ -73,7 +75,11 @@ def register(commands):
 
 
 def cmd_export(settings, args):
-    source = POINTS if args.points else JOURNAL
+    if args.points and args.discounts:
+        return _fail('export', '--points and --discounts are two exports: choose one', 2)
+    source = DISCOUNTS if args.discounts else POINTS if args.points else JOURNAL
+    if args.operation and getattr(source, 'filter_key', source.kind_key) is None:
+        return _fail('export', 'the %s export takes no --operation' % source.name, 2)
     try:
         found = export_query.build(args.date_start, args.date_end, args.uid, (), args.format)
         for kind in args.operation:
@@ -110,9 +116,13 @@ def cmd_export(settings, args):
     if interactive:
         sys.stderr.write('\r\033[K')
     if args.manifest:
-        with open(args.manifest, 'w', encoding='utf-8') as handle:
-            json.dump(export.manifest, handle, ensure_ascii=False, indent=2)
-            handle.write('\n')
+        try:
+            with open(args.manifest, 'w', encoding='utf-8') as handle:
+                json.dump(export.manifest, handle, ensure_ascii=False, indent=2)
+                handle.write('\n')
+        except OSError as exc:
+            return _fail('export', 'cannot write the manifest %s: %s'
+                         % (args.manifest, exc.strerror))
     return 0
 
 
@@ -173,9 +183,10 @@ def cmd_verify_export(settings, args):
         body, manifest = _split_export(data, args.manifest)
     except (OSError, ValueError, KeyError) as exc:
         return _fail('verify-export', 'cannot read the export or its manifest: %s' % exc)
-    if not isinstance(manifest, dict) or manifest.get('export') not in ('journal', 'points'):
+    sources = {found.name: found for found in (JOURNAL, POINTS, DISCOUNTS)}
+    if not isinstance(manifest, dict) or manifest.get('export') not in sources:
         return _fail('verify-export', 'no manifest: a CSV export needs --manifest FILE')
-    source = JOURNAL if manifest['export'] == 'journal' else POINTS
+    source = sources[manifest['export']]
     parameters = manifest.get('parameters', {})
     try:
         found = export_query.build(parameters['date-start'], parameters['date-end'],
@@ -268,7 +279,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog=PROG)
     handlers = register(parser.add_subparsers(dest='command', required=True))
     args = parser.parse_args(argv)
-    return handlers[args.command](Settings.from_env(), args)
+    return cli.run(handlers[args.command], Settings.from_env(), args)
 
 
 if __name__ == '__main__':

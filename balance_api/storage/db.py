@@ -8,12 +8,13 @@ import contextlib
 import fcntl
 import os
 import select
+from typing import NamedTuple
 from urllib.parse import urlparse
 
 import peewee
 from psycopg2.extensions import ISOLATION_LEVEL_READ_COMMITTED, TRANSACTION_STATUS_IDLE
 from playhouse import db_url
-from playhouse.migrations import Runner
+from playhouse.migrations import Migration, MigrationError, Runner
 from playhouse.postgres_ext import PooledPostgresqlExtDatabase
 
 database = peewee.DatabaseProxy()
@@ -202,3 +203,82 @@ def migrate(db, directory=MIGRATIONS_DIR):
         # The runner reads what is applied only after the lock is held, so a
         # second process sees the first one's work and applies nothing.
         return Runner(db, directory).up()
+
+
+# playhouse.migrations.Runner records applied migrations in this table.
+HISTORY_TABLE = 'schema_migration'
+
+# ``migrate --down-to`` target that reverts every migration.
+NO_MIGRATION = 'zero'
+
+
+def shipped_migrations(directory=MIGRATIONS_DIR):
+    """The names of the migrations this code ships, in the order they apply."""
+    return [found.name for found in Migration.load_directory(directory)]
+
+
+class SchemaStatus(NamedTuple):
+    # Each applied migration's name and when it was applied, oldest first.
+    applied: list
+    # Shipped, not applied yet.
+    pending: list
+    # Applied, but not shipped by this code (a newer version migrated the database).
+    unknown: list
+
+    @property
+    def current(self):
+        """The schema is exactly the one the code expects."""
+        return not self.pending and not self.unknown
+
+
+def schema_status(db, shipped=None):
+    """Compare what the database has applied with ``shipped`` (default: the
+    migrations directory). Needs an open connection; reads, never writes."""
+    shipped = shipped_migrations() if shipped is None else shipped
+    applied = {}
+    if db.table_exists(HISTORY_TABLE):
+        applied = dict(db.execute_sql('SELECT name, applied FROM %s' % HISTORY_TABLE).fetchall())
+    in_order = sorted(applied.items(), key=lambda item: (_number(item[0]), item[0]))
+    return SchemaStatus(applied=in_order,
+                        pending=[name for name in shipped if name not in applied],
+                        unknown=[name for name, _ in in_order if name not in shipped])
+
+
+def _number(name):
+    digits = name[:len(name) - len(name.lstrip('0123456789'))]
+    return int(digits) if digits else -1
+
+
+def resolve_migration(name, shipped=None):
+    """The shipped migration ``name`` names: its whole name or its number
+    (``0001``), or ``NO_MIGRATION``. Raises ``MigrationError`` for others."""
+    shipped = shipped_migrations() if shipped is None else shipped
+    if name == NO_MIGRATION or name in shipped:
+        return name
+    by_number = [found for found in shipped if name.isdigit() and _number(found) == int(name)]
+    if len(by_number) == 1:
+        return by_number[0]
+    raise MigrationError('no migration is named %r (choose %s, or %s to revert them all)'
+                         % (name, ', '.join(shipped), NO_MIGRATION))
+
+
+def roll_back(db, down_to, directory=MIGRATIONS_DIR):
+    """Run ``down()`` of every applied migration after ``down_to`` (a name
+    ``resolve_migration`` returned), newest first, each in its own
+    transaction, under the migration lock; returns the names reverted."""
+    with db.connection_context(), _migration_lock(db):
+        runner = Runner(db, directory)
+        # Read once the lock is held, as migrate does.
+        newer = applied_after(db, down_to, [found.name for found in runner.migrations()])
+        if not newer:
+            return []
+        # Runner.down reverts back through its target, the oldest of ``newer``.
+        return runner.down(newer[0])
+
+
+def applied_after(db, down_to, shipped=None):
+    """The applied migrations ``roll_back(db, down_to)`` reverts, oldest first."""
+    names = [name for name, _ in schema_status(db, shipped).applied]
+    if down_to == NO_MIGRATION:
+        return names
+    return [name for name in names if _number(name) > _number(down_to)]

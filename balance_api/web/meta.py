@@ -1,9 +1,11 @@
 """Health, readiness and the API's own description."""
 import json
+import time
 
 import falcon
 
-from .. import errors
+from .. import __version__, errors
+from ..storage.db import schema_status, shipped_migrations
 from .commands import AnswersHead
 
 DOCS_PAGE = '''<!doctype html>
@@ -32,23 +34,47 @@ class Health(AnswersHead):
     uses_database = False
 
     def on_get(self, req, resp):
-        resp.media = {'status': 'ok'}
+        resp.media = {'status': 'ok', 'version': __version__}
 
 
 class Ready(AnswersHead):
-    """GET /ready: the database answers."""
+    """GET /ready: the database answers and its schema is the one the code
+    expects (every shipped migration applied, no unknown one).
+
+    A worker remembers a good schema for ``SCHEMA_RECHECK_SECONDS`` and
+    meanwhile only asks the database to answer; a bad one is looked at
+    again on every request, so the worker is ready as soon as ``migrate``
+    has run.
+    """
 
     # Open without a key.
     public = True
+    # Long enough to make the check rare, short enough that a rollback made
+    # under a running service shows within a minute.
+    SCHEMA_RECHECK_SECONDS = 60.0
 
-    def __init__(self, db):
+    def __init__(self, db, clock=time.monotonic):
         self.db = db
+        self.clock = clock
+        self._shipped = None
+        self._schema_good_until = None
 
     def on_get(self, req, resp):
+        recheck = self._schema_good_until is None or self.clock() >= self._schema_good_until
         try:
-            self.db.execute_sql('SELECT 1')
+            if recheck:
+                if self._shipped is None:
+                    self._shipped = shipped_migrations()
+                status = schema_status(self.db, self._shipped)
+            else:
+                self.db.execute_sql('SELECT 1')
         except Exception as exc:
             raise errors.DatabaseUnavailable(str(exc)) from exc
+        if recheck:
+            if not status.current:
+                self._schema_good_until = None
+                raise errors.SchemaNotMigrated(status.pending, status.unknown)
+            self._schema_good_until = self.clock() + self.SCHEMA_RECHECK_SECONDS
         resp.media = {'status': 'ready'}
 
 

@@ -8,7 +8,7 @@ import copy
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
-from .. import errors
+from .. import __version__, errors
 from .validation import ErrorResponse
 
 _FORM = 'application/x-www-form-urlencoded'
@@ -73,7 +73,7 @@ def build_spec(domains, plugins=()):
     (the keys' permits on every operation)."""
     plugin = MarshmallowPlugin()
     spec = APISpec(
-        title='balance_api', version='1.0.0', openapi_version='3.0.3',
+        title='balance_api', version=__version__, openapi_version='3.0.3',
         plugins=[plugin, *plugins],
         info={'description': 'Balances, transfers and a tamper-evident audit journal. '
                              'Amounts are decimal strings with two places. Every error is '
@@ -82,9 +82,14 @@ def build_spec(domains, plugins=()):
     for add_to in domains:
         add_to(spec, plugin)
     spec.path('/health', operations={'get': {
-        'summary': 'The process is up',
-        'responses': {'200': {'description': 'Up'}}}})
+        'summary': 'The process is up; its version',
+        'responses': {'200': {'description': 'Up: `{"status": "ok", "version": "%s"}`'
+                                             % __version__}}}})
     spec.path('/ready', operations={'get': {
-        'summary': 'The database answers',
-        'responses': {'200': {'description': 'Ready'}, **failures()}}})
+        'summary': 'The database answers and its schema is the one this version expects',
+        'description': 'A 541 names the migrations in its message and lists them: '
+                       '`pending` (not applied yet: run `python -m balance_api migrate`) '
+                       'and `unknown` (applied by a newer version).',
+        'responses': {'200': {'description': 'Ready'},
+                      **failures(errors.SchemaNotMigrated.code)}}})
     return spec

@@ -113,7 +113,9 @@ def test_a_taken_name_is_refused_in_one_line_and_the_first_key_stays(
     first = create_key(database_url, 'reader', READER)
     again = run(database_url, 'create-key', '--name', 'reader', '--permits', 'admin')
     assert_clean_refusal(again, 'a key named reader exists already')
-    assert len(again.stderr.strip().splitlines()) == 1, again.stderr
+    # The line naming the database, then the refusal.
+    assert again.stderr.startswith('balance_api: database ')
+    assert len(again.stderr.strip().splitlines()) == 2, again.stderr
     keys = [row for row in stored_keys(database_url) if row['name'] == 'reader']
     assert [(row['permits'], row['token_hash']) for row in keys] == [
         (READER, hashlib.sha256(first.encode('ascii')).hexdigest())]
@@ -219,7 +221,8 @@ def test_revoking_an_unknown_key_fails_cleanly(database_url):
     create_key(database_url, 'reader', READER)
     result = run(database_url, 'revoke-key', 'ghost')
     assert_clean_refusal(result, 'no key is named ghost', returncode=1)
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith('balance_api: database ')
+    assert len(result.stderr.strip().splitlines()) == 2, result.stderr
     assert stored_keys(database_url)[0]['revoked_at'] is None
 
 

@@ -311,7 +311,7 @@ def test_the_command_refuses_without_a_signing_key(database_url, db, path, capsy
         captured = capsys.readouterr()
         assert captured.out == ''
         assert captured.err.count('\n') == 1
-        assert captured.err.startswith('python -m balance_api checkpoint: ')
+        assert captured.err.startswith('balance_api: error: checkpoint: ')
     assert not os.path.exists(path)
     with db.connection_context():
         assert Checkpoint.select().count() == 0
@@ -339,8 +339,10 @@ def test_the_command_reports_a_file_it_cannot_write(database_url, db, tmp_path, 
     parser, handler = _command()
     args = parser.parse_args(['checkpoint', '--file', str(tmp_path / 'nowhere' / 'c.jsonl')])
     assert handler(Settings(database_url=database_url, signing_key_file=key_file), args) == 1
-    err = capsys.readouterr().err
-    assert err.count('\n') == 1 and 'cannot open' in err
+    # After the line naming the database, one line: the refusal.
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith('balance_api: database ')
+    assert len(err) == 2 and 'cannot open' in err[1]
 
 
 # -- while traffic flows -----------------------------------------------------------

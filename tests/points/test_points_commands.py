@@ -146,7 +146,8 @@ def test_expire_points_command_writes_due_expiries_once(database_url, db):
     assert ledger.spend(1, 30) == [('A', -30)]
 
     first = run(database_url, 'expire-points')
-    assert (first.returncode, first.stdout, first.stderr) == (0, 'wrote 1 expire entries\n', '')
+    assert (first.returncode, first.stdout, first.stderr) == (
+        0, 'wrote 1 expire entries\n', 'balance_api: database %s\n' % database_url)
     assert expire_entries() == [(1, 'A', -70, grant.id, 70)]
     again = run(database_url, 'expire-points')
     assert (again.returncode, again.stdout) == (0, 'wrote 0 expire entries\n')
@@ -166,13 +167,14 @@ def test_expire_points_shows_progress_on_a_terminal(database_url, db, monkeypatc
     assert command_line.main(['expire-points']) == 0
     captured = capsys.readouterr()
     assert captured.out == 'wrote 1 expire entries\n'
-    assert captured.err == '\rwrote 1 expire entries\r\033[K'
+    assert captured.err == ('balance_api: database %s\n\rwrote 1 expire entries\r\033[K'
+                            % database_url)
 
 
 def test_club_policy_command_sets_the_policy(database_url, db):
     done = run(database_url, 'club-policy', 'shop', 'expiring-first')
     assert (done.returncode, done.stdout, done.stderr) == (
-        0, 'club shop: policy expiring-first\n', '')
+        0, 'club shop: policy expiring-first\n', 'balance_api: database %s\n' % database_url)
     assert PointsClub.get(PointsClub.slug == 'shop').policy == 'expiring-first'
     back = run(database_url, 'club-policy', 'shop', 'fifo')
     assert back.returncode == 0
