@@ -16,16 +16,18 @@ MAX_AMOUNT = Decimal('99999999999999999.99')
 
 # ASCII digits only: str.isdigit() and Decimal() both accept other scripts'
 # digits, exponents, underscores and surrounding spaces, none of which is an
-# amount a client meant to send.
-_AMOUNT_PATTERN = re.compile(r'[0-9]{1,17}(?:\.[0-9]{1,2})?', re.ASCII)
+# amount a client meant to send. No leading zero either: one amount has one
+# spelling of its integer part, as in JSON, where 05 is no number at all.
+_AMOUNT_PATTERN = re.compile(r'(?:0|[1-9][0-9]{0,16})(?:\.[0-9]{1,2})?', re.ASCII)
 
 
 def parse_amount(value):
     """Return ``value`` as a positive ``Decimal`` with two places, or None.
 
     Accepts strings, ints and ``Decimal`` (what JSON numbers parse to with
-    ``parse_float=Decimal``). Anything else, zero, a sign, more than two
-    decimals or more than 17 integer digits is refused.
+    ``parse_float=Decimal``). Anything else, zero, a sign, a leading zero
+    (``05.00``; ``0.50`` is fine), more than two decimals or more than 17
+    integer digits is refused.
     """
     if isinstance(value, bool):
         return None

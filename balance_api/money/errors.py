@@ -1,5 +1,6 @@
 """The money API's errors: 501-517 and 525-528, the codes and messages of
-the offer_balance service this one replaces (clients match on them).
+the offer_balance service this one replaces (clients match on them), and
+542-544, added after it (506 and 510 stay free: offer_balance reserved them).
 
 The codes every domain shares (bodies, routing, idempotency keys, the
 database) are in ``balance_api.errors``.
@@ -87,3 +88,16 @@ class ContactTaken(ApiError):
     code = 528
     message = 'email or msisdn already belongs to another user'
     status = falcon.HTTP_409
+class UserDetailsDiffer(ApiError):
+    """Creating a user that exists is a no-op only with the same details: an email
+    or msisdn other than its own is another person, or a change (PUT /user/{id})."""
+    code, message, status = 542, 'User exists with different details', falcon.HTTP_409
+class UserWasDeleted(ApiError):
+    """A deleted user's id stays that person's: a new user under it would merge two
+    people's histories, so only an explicit restore (restore=true) re-opens it."""
+    code = 543
+    message = 'User was deleted (restore=true re-opens the same account)'
+    status = falcon.HTTP_409
+class InvalidRestore(ApiError):
+    """restore is true or false."""
+    code, message, status = 544, 'restore format is not correct (true or false)', falcon.HTTP_422

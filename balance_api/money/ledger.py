@@ -33,6 +33,7 @@ from ..errors import ApiError
 from ..storage import sql_json
 from ..storage.db import is_postgres, write_transaction
 from ..storage.pg import failed_table
+from ..web import metrics
 from . import errors, pg_sql
 from .amounts import ZERO, fits
 from .chain import GENESIS_HASH, posting_hash
@@ -57,6 +58,10 @@ class Contact(NamedTuple):
 def new_transaction_hash():
     """A 32-hex MD5 transaction hash, unique even for identical requests."""
     return hashlib.md5(os.urandom(16)).hexdigest()
+
+
+# The journal's operations that move money, as the metrics name them.
+_MOVES = {'balance_add': 'deposit', 'balance_sub': 'withdrawal', 'balance_transfer': 'transfer'}
 
 
 # What ledger_post answers instead of writing, by the API's error code.
@@ -128,29 +133,37 @@ class Ledger:
 
     # -- changes -------------------------------------------------------
 
-    def create_user(self, user_id, email=None, msisdn=None, key_name=None):
+    def create_user(self, user_id, email=None, msisdn=None, key_name=None, restore=False):
         """Create a user with a zero balance; returns ``(Balance, created)``.
 
-        Creating an existing user changes nothing and returns it. A deleted
-        user's id is revived with a zero balance, its history intact.
+        Creating an existing user changes nothing and returns it, when the
+        contacts given (None: not given) are its own. A deleted user's id is
+        refused unless ``restore``: then its account re-opens with a zero
+        balance, its history intact (a ``user_add`` after its ``user_delete``).
         """
         with _failures_as(errors.UserCreateFailed), write_transaction(self.db):
-            inserted = (Account.insert(id=user_id, balance=ZERO, last_hash=GENESIS_HASH,
-                                       email=email, msisdn=msisdn, created_at=self.clock())
-                        .on_conflict_ignore().as_rowcount().execute())
-            if inserted:
-                self._post('user_add', EXTERNAL_ACCOUNT_ID, user_id, ZERO, None,
-                           [(user_id, GENESIS_HASH, ZERO, ZERO)], self._reserve([]),
-                           key_name=key_name)
-                return Balance(user_id, ZERO), True
+            if not restore:
+                inserted = (Account.insert(id=user_id, balance=ZERO, last_hash=GENESIS_HASH,
+                                           email=email, msisdn=msisdn, created_at=self.clock())
+                            .on_conflict_ignore().as_rowcount().execute())
+                if inserted:
+                    self._post('user_add', EXTERNAL_ACCOUNT_ID, user_id, ZERO, None,
+                               [(user_id, GENESIS_HASH, ZERO, ZERO)], self._reserve([]),
+                               key_name=key_name)
+                    return Balance(user_id, ZERO), True
 
             accounts = self._lock([user_id])
             account = accounts.get(user_id)
             if account is None:
+                if restore:
+                    raise errors.UserNotFound()
                 # The insert was ignored for a taken email or msisdn.
                 raise errors.ContactTaken()
             if account.deleted_at is None:
+                self._check_same_contact(user_id, email, msisdn)
                 return Balance(user_id, account.balance), False
+            if not restore:
+                raise errors.UserWasDeleted()
             try:
                 with self.db.atomic():
                     Account.update(deleted_at=None, email=email, msisdn=msisdn).where(
@@ -252,6 +265,8 @@ class Ledger:
             raise errors.JournalWriteFailed(str(exc)) from exc
         if refusal:
             raise _REFUSALS[refusal]()
+        metrics.after_commit(self.db, metrics.journal_entry_written, operation,
+                             _MOVES.get(operation), amount)
         return sender_after, receiver_after
 
     def _lock(self, user_ids):
@@ -284,6 +299,16 @@ class Ledger:
             if account.last_posted_at is not None:
                 now = max(now, account.last_posted_at + MICROSECOND)
         return journal_id, now
+
+    @staticmethod
+    def _check_same_contact(user_id, email, msisdn):
+        """A contact given that is not the user's own: 542, nothing written (the
+        row is locked, so the comparison holds until the commit)."""
+        stored_email, stored_msisdn = (Account.select(Account.email, Account.msisdn)
+                                       .where(Account.id == user_id).tuples().get())
+        if (email is not None and email != stored_email
+                or msisdn is not None and msisdn != stored_msisdn):
+            raise errors.UserDetailsDiffer()
 
     @staticmethod
     def _existing(accounts, user_id):
@@ -337,6 +362,8 @@ class Ledger:
                      key_name)
             with _journal_write_failures():
                 pg_sql.write_entry(self.db, entry, postings, updates, extra)
+            metrics.after_commit(self.db, metrics.journal_entry_written, operation,
+                                 _MOVES.get(operation), amount)
             return journal_id
 
         with _failures_as(errors.JournalWriteFailed):
@@ -349,4 +376,6 @@ class Ledger:
             changes = {'balance': after, 'last_hash': digest, 'last_posted_at': now,
                        **(extra or {})}
             Account.update(**changes).where(Account.id == account_id).execute()
+        metrics.after_commit(self.db, metrics.journal_entry_written, operation,
+                             _MOVES.get(operation), amount)
         return journal_id

@@ -69,11 +69,16 @@ def add_to_spec(spec, plugin):
         'parameters': [IDEMPOTENCY_KEY],
         'requestBody': body('CreateUserRequest'),
         'responses': {
-            '201': answer('BalanceResponse', 'Created'),
-            '200': answer('BalanceResponse', 'The user existed already; nothing was written'),
+            '201': answer('BalanceResponse', "Created, or with restore=true a deleted user's "
+                                             'account re-opened'),
+            '200': answer('BalanceResponse', 'The user existed already with the email and '
+                                             'msisdn given (those left out are not compared); '
+                                             'nothing was written'),
             **failures(errors.UserCreateFailed.code, errors.InvalidUserId.code,
-                      errors.JournalWriteFailed.code, errors.InvalidContact.code,
-                      errors.ContactTaken.code, *BODY_ERRORS, *KEY_ERRORS)}}})
+                      errors.UserNotFound.code, errors.JournalWriteFailed.code,
+                      errors.InvalidContact.code, errors.ContactTaken.code,
+                      errors.UserDetailsDiffer.code, errors.UserWasDeleted.code,
+                      errors.InvalidRestore.code, *BODY_ERRORS, *KEY_ERRORS)}}})
     spec.path('/user/{user_id}', parameters=[_USER_ID], operations={'put': {
         'summary': "Change a user's email or msisdn (a field left out stays; empty clears it)",
         'parameters': [IDEMPOTENCY_KEY],

@@ -12,7 +12,7 @@ from ..web.streaming import respond
 from ..web.validation import load
 from . import errors, history
 from .schemas import (BalanceChangeRequest, CreateUserRequest, TransferRequest,
-                      UpdateContactRequest, balance_response, parse_user_id)
+                      UpdateContactRequest, balance_body, parse_user_id)
 
 
 def path_user_id(text):
@@ -57,7 +57,7 @@ class BalanceItem(AnswersHead):
     def on_get(self, req, resp, user_id):
         user_id = path_user_id(user_id)
         req.context.caller.check_user(user_id)
-        resp.media = balance_response.dump(self.ledger.balance(user_id)._asdict())
+        resp.media = balance_body(self.ledger.balance(user_id))
 
     def on_put(self, req, resp, user_id):
         user_id = path_user_id(user_id)
@@ -69,13 +69,14 @@ class BalanceItem(AnswersHead):
             balance = self.ledger.change_balance(
                 user_id, data['operation'], data['balance'], data['trans_desc'],
                 key_name=caller.key_name)
-            return Outcome(200, balance_response.dump(balance._asdict()))
+            return Outcome(200, balance_body(balance))
 
         self.commands.run(req, resp, data, change, path_params={'user_id': user_id})
 
 
 class UserCollection:
-    """POST /user: create a user (an existing one is returned unchanged, 200)."""
+    """POST /user: create a user (an existing one with the same details is returned
+    unchanged, 200), or with ``restore=true`` re-open a deleted one."""
 
     permits = {'POST': permits.USER_CREATE}
 
@@ -90,8 +91,9 @@ class UserCollection:
 
         def create():
             balance, created = self.ledger.create_user(data['uid'], data['email'], data['msisdn'],
-                                                       key_name=caller.key_name)
-            return Outcome(201 if created else 200, balance_response.dump(balance._asdict()))
+                                                       key_name=caller.key_name,
+                                                       restore=data.get('restore', False))
+            return Outcome(201 if created else 200, balance_body(balance))
 
         self.commands.run(req, resp, data, create)
 
@@ -158,7 +160,7 @@ class Transfer:
             balances = self.ledger.transfer(
                 data['sender_id'], data['receiver_id'], data['balance'], data['trans_desc'],
                 key_name=caller.key_name)
-            return Outcome(200, [balance_response.dump(b._asdict()) for b in balances])
+            return Outcome(200, [balance_body(b) for b in balances])
 
         self.commands.run(req, resp, data, transfer)
 

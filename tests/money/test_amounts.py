@@ -1,10 +1,12 @@
 """Amounts are parsed exactly or refused, and stored and read back without a float."""
+import re
 from decimal import Decimal
 
 import peewee
 import pytest
 
 from balance_api.money.amounts import MAX_AMOUNT, MoneyField, fits, format_amount, parse_amount
+from balance_api.money.schemas import AMOUNT_REQUEST_PATTERN
 
 
 def _cents(amount):
@@ -24,7 +26,7 @@ def _cents(amount):
     ('32.4', Decimal('32.40')),
     ('32.40', Decimal('32.40')),
     ('0.01', Decimal('0.01')),
-    ('007', Decimal('7.00')),
+    ('0.5', Decimal('0.50')),
     ('99999999999999999.99', MAX_AMOUNT),
 ])
 def test_plain_positive_amounts_are_accepted_with_two_places(value, expected):
@@ -62,9 +64,21 @@ def test_booleans_are_not_amounts(value):
     '1e1', '1E+1', '1e3', '1.000', 'NaN', 'nan', 'Infinity', 'inf', '-1', '+1', '-0.01', '0',
     '0.00', '', ' 5', '5 ', '5\n', '1,04', '1_000', '.5', '5.', '0x10', '\u0663', '\uff15',
     '100000000000000000', '99999999999999999999.99',
+    # A leading zero: one amount, one spelling (these were accepted once).
+    '007', '05.00', '00.50', '00', '01', '01234567890123456',
 ], ids=repr)
 def test_strings_that_are_no_plain_amount_are_refused(value):
     assert parse_amount(value) is None
+
+
+@pytest.mark.parametrize('text', [
+    '1', '32', '32.4', '32.40', '0.01', '0.5', '0.10', '10', '100.00', '99999999999999999.99',
+    '0', '0.0', '0.00', '00', '007', '05.00', '00.50', '01', '1.001', '.5', '5.', '-1', '+1',
+    '1e3', '100000000000000000', '', ' 5',
+], ids=repr)
+def test_openapi_pattern_accepts_exactly_what_the_parser_accepts(text):
+    # Generated clients and schemathesis read the pattern; the service runs the parser.
+    assert (re.search(AMOUNT_REQUEST_PATTERN, text) is not None) == (parse_amount(text) is not None)
 
 
 @pytest.mark.parametrize('value', [1.5, 10.0, None, [], {}, b'5', object()], ids=repr)

@@ -129,6 +129,32 @@ def test_malformed_amount_is_508_and_changes_nothing(client, make_user, amount):
     assert snapshot() == before
 
 
+@pytest.mark.parametrize('amount', ['05.00', '007', '00.50', '00', '01234567890123456'])
+def test_amount_with_a_leading_zero_is_508_in_forms_and_json_alike(client, make_user, amount):
+    # One amount has one spelling; JSON's own numbers cannot start with a zero at all.
+    make_user(12, '5')
+    make_user(13)
+    before = snapshot()
+    assert_error(change(client, 12, {'operation': 'add', 'balance': amount}), 508)
+    assert_error(send_json(client, 'PUT', '/balance/12',
+                           {'operation': 'add', 'balance': amount}), 508)
+    assert_error(send_json(client, 'PUT', '/transfer',
+                           {'sender_id': 12, 'receiver_id': 13, 'balance': amount}), 508)
+    assert snapshot() == before
+
+
+def test_an_amount_below_one_keeps_its_single_zero(client, make_user):
+    make_user(12)
+    assert assert_ok(change(client, 12, {'operation': 'add', 'balance': '0.50'})) == {
+        'user_id': 12, 'balance': '0.50'}
+    assert assert_ok(send_json(client, 'PUT', '/balance/12',
+                               {'operation': 'add', 'balance': '0.05'})) == {
+        'user_id': 12, 'balance': '0.55'}
+    assert assert_ok(send_json(client, 'PUT', '/balance/12',
+                               '{"operation": "add", "balance": 0.45}')) == {
+        'user_id': 12, 'balance': '1.00'}
+
+
 # -- JSON bodies -----------------------------------------------------------
 
 JSON_AMOUNTS = [

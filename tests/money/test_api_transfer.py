@@ -58,7 +58,7 @@ def test_transfer_accepts_json(client, two_users):
     assert assert_ok(result) == [{'user_id': 3, 'balance': '10.10'},
                                  {'user_id': 5, 'balance': '89.90'}]
     result = send_json(client, 'PUT', '/transfer',
-                       '{"sender_id": "3", "receiver_id": "5", "balance": "0.1"}')
+                       '{"sender_id": 3, "receiver_id": 5, "balance": "0.1"}')
     assert assert_ok(result) == [{'user_id': 3, 'balance': '10.00'},
                                  {'user_id': 5, 'balance': '90.00'}]
 
@@ -87,7 +87,10 @@ def test_same_sender_and_receiver_is_513(client, two_users):
     before = snapshot()
     assert_error(transfer(client, 5, 5, '1'), 513)
     assert_error(send_json(client, 'PUT', '/transfer',
-                           {'sender_id': 5, 'receiver_id': '5', 'balance': '1'}), 513)
+                           {'sender_id': 5, 'receiver_id': 5, 'balance': '1'}), 513)
+    # A JSON string is no user id (once it was, and the same user as 5).
+    assert_error(send_json(client, 'PUT', '/transfer',
+                           {'sender_id': 5, 'receiver_id': '5', 'balance': '1'}), 507)
     assert snapshot() == before
 
 

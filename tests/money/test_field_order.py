@@ -18,6 +18,12 @@ def _both_orders(fields):
     return [list(fields.items()), list(reversed(list(fields.items())))]
 
 
+def _as_json(pairs):
+    """The fields as a JSON client sends them: a user id of digits as an integer."""
+    return {name: int(value) if name in ('uid', 'sender_id', 'receiver_id') and value.isdigit()
+            else value for name, value in pairs}
+
+
 @pytest.mark.parametrize('fields, code', [
     ({'operation': 'foo', 'balance': 'abc', 'trans_desc': BAD_DESCRIPTION}, 504),
     ({'operation': 'foo', 'balance': 'abc'}, 504),
@@ -33,7 +39,7 @@ def test_balance_change_first_bad_field_decides(client, users, fields, code):
     before = snapshot()
     for pairs in _both_orders(fields):
         assert_error(send_form(client, 'PUT', '/balance/1', pairs), code)
-        assert_error(send_json(client, 'PUT', '/balance/1', dict(pairs)), code)
+        assert_error(send_json(client, 'PUT', '/balance/1', _as_json(pairs)), code)
     assert snapshot() == before
 
 
@@ -57,7 +63,7 @@ def test_transfer_first_bad_field_decides(client, users, fields, code):
     before = snapshot()
     for pairs in _both_orders(fields):
         assert_error(send_form(client, 'PUT', '/transfer', pairs), code)
-        assert_error(send_json(client, 'PUT', '/transfer', dict(pairs)), code)
+        assert_error(send_json(client, 'PUT', '/transfer', _as_json(pairs)), code)
     assert snapshot() == before
 
 
@@ -67,11 +73,15 @@ def test_transfer_first_bad_field_decides(client, users, fields, code):
     ({'uid': '5', 'email': 'not an email', 'msisdn': '12'}, 527),
     ({'uid': '5', 'msisdn': '12', 'extra': '1'}, 527),
     ({'uid': 'abc', 'extra': '1'}, 507),
+    ({'uid': 'abc', 'restore': 'maybe'}, 507),
+    ({'uid': '5', 'msisdn': '12', 'restore': 'maybe'}, 527),
+    ({'uid': '5', 'restore': 'maybe', 'extra': '1'}, 544),
 ], ids=['uid', 'missing uid', 'contact', 'contact before unknown field',
-        'uid before unknown field'])
+        'uid before unknown field', 'uid before restore', 'contact before restore',
+        'restore before unknown field'])
 def test_user_creation_first_bad_field_decides(client, users, fields, code):
     before = snapshot()
     for pairs in _both_orders(fields):
         assert_error(send_form(client, 'POST', '/user', pairs), code)
-        assert_error(send_json(client, 'POST', '/user', dict(pairs)), code)
+        assert_error(send_json(client, 'POST', '/user', _as_json(pairs)), code)
     assert snapshot() == before

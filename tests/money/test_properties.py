@@ -1,8 +1,8 @@
 """Random sequences of operations through the API, checked against a plain Python model.
 
 A hypothesis state machine creates, deletes, credits, debits and transfers
-between a handful of user ids (so collisions, deletion and re-creation
-happen), with valid and invalid ids, amounts, descriptions and contacts, in
+between a handful of user ids (so collisions, deletion, refused re-creation
+and restores happen), with valid and invalid ids, amounts, descriptions and contacts, in
 both body encodings, sometimes under an Idempotency-Key that it later
 replays or reuses. After every step the answer (status, error code, body)
 and every balance must equal the model's; at checkpoints and at the end of
@@ -38,7 +38,7 @@ JSON = {'Content-Type': 'application/json'}
 
 # Outcomes decided by the ledger, after validation: these are recorded under an
 # Idempotency-Key and replayed on a retry.
-LEDGER_CODES = {505, 509, 511, 513, 525, 528}
+LEDGER_CODES = {505, 509, 511, 513, 525, 528, 542, 543}
 
 MISSING = object()
 
@@ -91,9 +91,9 @@ POOL = [1, 2, 3, MAX_USER_ID]
 
 
 def id_values(uids):
-    """A valid user id, as a string or (in JSON) sometimes as a number."""
+    """A user id: in a form its text, in JSON a number or (invalid there) its text."""
     return st.sampled_from(uids).flatmap(lambda uid: st.sampled_from([
-        Value(str(uid), uid, uid), Value(str(uid), str(uid), uid)]))
+        Value(str(uid), uid, uid), Value(str(uid), str(uid), uid, None)]))
 
 
 invalid_ids = st.sampled_from([
@@ -116,10 +116,6 @@ def path_ids(live):
         lambda text: st.just(text) if text else invalid_path_ids)
 
 
-def _integer_digits(text):
-    return len(text.split('.', 1)[0])
-
-
 @st.composite
 def valid_amounts(draw):
     cents = draw(mostly(
@@ -130,10 +126,7 @@ def valid_amounts(draw):
     amount = Decimal(cents) / 100
     canonical = money(amount)
     shortest = canonical.rstrip('0').rstrip('.') if cents % 10 == 0 else canonical
-    texts = [canonical, shortest]
-    if _integer_digits(canonical) + 2 <= 17:
-        texts.append('00' + canonical)
-    text = draw(st.sampled_from(texts))
+    text = draw(st.sampled_from([canonical, shortest]))
     json_value = draw(st.sampled_from(
         [text] + [Raw(t) for t in (canonical, shortest)]))
     return Value(text, json_value, amount.quantize(CENT))
@@ -148,6 +141,7 @@ amounts = mostly(valid_amounts(), st.sampled_from([
     Value(' 1', ' 1', None), Value('1.', '1.', None), Value('.5', '.5', None),
     Value('100000000000000000', Raw('100000000000000000'), None),
     Value('000000000000000001', '000000000000000001', None),
+    Value('05.00', '05.00', None), Value('00.50', '00.50', None), Value('007', '007', None),
     Value('1,5', '1,5', None), Value('NaN', 'NaN', None), Value('Infinity', 'Infinity', None),
     Value('٣', '٣', None), Value('+1', '+1', None), Value(MISSING, MISSING, None),
     Value('true', True, None), Value('null', None, None),
@@ -173,6 +167,11 @@ msisdns = mostly(
                      Value('5551234', '5551234', '5551234')]),
     st.sampled_from([Value('12ab', '12ab', None), Value('5551234x', '5551234x', None),
                      Value('+', '+', None)]))
+# value: True or False, None for invalid.
+restores = mostly(
+    st.sampled_from([Value(MISSING, MISSING, False), Value('false', False, False),
+                     Value('true', True, True)]),
+    st.sampled_from([Value('yes', 'true', None), Value('1', 1, None), Value('True', None, None)]))
 extras = mostly(st.just(False), st.just(True), one_in=12)
 use_key = st.sampled_from([False, False, True])
 as_json = st.booleans()
@@ -210,16 +209,26 @@ class Model:
     def __init__(self):
         self.balances = {}   # uid -> Decimal, live users only
         self.contacts = {}   # uid -> (email, msisdn), live users only
+        self.deleted = set()  # uids deleted and not restored since
         self.journal_rows = 0
 
-    def create(self, uid, email, msisdn, extra):
+    def create(self, uid, email, msisdn, extra, restore=False):
         error = _request_fields_error(
-            [(uid is not None, 507), (email is not None, 527), (msisdn is not None, 527)], extra)
+            [(uid is not None, 507), (email is not None, 527), (msisdn is not None, 527),
+             (restore is not None, 544)], extra)
         if error:
             return error, None
         user_id = uid
         if user_id in self.balances:
+            # A contact left out (or empty) is not compared.
+            own_email, own_msisdn = self.contacts[user_id]
+            if (email and email != own_email) or (msisdn and msisdn != own_msisdn):
+                return refused(542, 409), None
             return Expected(200, self._balance(user_id), recorded=True), None
+        if user_id in self.deleted and not restore:
+            return refused(543, 409), None
+        if restore and user_id not in self.deleted:
+            return refused(509, 404), None
         taken = {value for contact in self.contacts.values() for value in contact if value}
         if (email and email in taken) or (msisdn and msisdn in taken):
             return refused(528, 409), None
@@ -227,6 +236,7 @@ class Model:
         def apply():
             self.balances[user_id] = Decimal('0.00')
             self.contacts[user_id] = (email, msisdn)
+            self.deleted.discard(user_id)
         return Expected(201, {'user_id': user_id, 'balance': '0.00'}, 1, True), apply
 
     def delete(self, path_id):
@@ -241,6 +251,7 @@ class Model:
         def apply():
             del self.balances[user_id]
             del self.contacts[user_id]
+            self.deleted.add(user_id)
         return Expected(200, {'code': 0, 'message': 'User deleted'}, 1, True), apply
 
     def read(self, path_id):
@@ -400,16 +411,18 @@ class LedgerMachine(RuleBasedStateMachine):
                           'balance': Value(money(amount), money(amount), amount)}
                 self._check(*self._send('PUT', '/balance/%d' % uid, fields), expected, apply)
 
-    @rule(data=st.data(), email=emails, msisdn=msisdns, extra=extras, json_body=as_json,
-          keyed=use_key)
-    def create_user(self, data, email, msisdn, extra, json_body, keyed):
-        # Mostly ids not in use: creating a live user again is a no-op.
+    @rule(data=st.data(), email=emails, msisdn=msisdns, restore=restores, extra=extras,
+          json_body=as_json, keyed=use_key)
+    def create_user(self, data, email, msisdn, restore, extra, json_body, keyed):
+        # Mostly ids not in use: creating a live user again is a no-op, a deleted
+        # one is refused unless restored.
         uid = data.draw(mostly(id_values(POOL), ids(self.model.balances), one_in=3))
-        fields = {'uid': uid, 'email': email, 'msisdn': msisdn}
+        fields = {'uid': uid, 'email': email, 'msisdn': msisdn, 'restore': restore}
         if extra:
             fields['bogus'] = Value('1', 1, None)
         expected, apply = self.model.create(uid.meaning(json_body), email.meaning(json_body),
-                                            msisdn.meaning(json_body), extra)
+                                            msisdn.meaning(json_body), extra,
+                                            restore.meaning(json_body))
         self._check(*self._send('POST', '/user', fields, json_body, keyed), expected, apply)
 
     @rule(data=st.data(), keyed=use_key)

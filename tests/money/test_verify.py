@@ -147,13 +147,18 @@ def test_intact_ledger_verifies(ledger):
     assert (report.accounts, report.journal_entries, report.postings) == (4, 9, 15)
 
 
-def test_deleted_and_revived_users_verify(client, make_user, ledger_data, open_raw):
+def _restore(client, uid):
+    result = client.simulate_post('/user', headers=FORM, body='uid=%d&restore=true' % uid)
+    assert result.status_code == 201, result.text
+
+
+def test_deleted_and_restored_users_verify(client, make_user, ledger_data, open_raw):
     make_user(4, '5')
     assert client.simulate_put('/balance/4', headers=FORM,
                                body='operation=sub&balance=5').status_code == 200
     for _ in range(2):
         assert client.simulate_delete('/balance_delete_user/4').status_code == 200
-        make_user(4)
+        _restore(client, 4)
     make_user(5)
     assert client.simulate_delete('/balance_delete_user/5').status_code == 200
     db = open_raw()
@@ -552,10 +557,10 @@ def test_deleted_user_not_marked_deleted_is_found(client, make_user, ledger_data
          'user_delete' % (posting, deletion))]
 
 
-def test_revived_user_marked_deleted_again_is_found(client, make_user, ledger_data, open_raw):
+def test_restored_user_marked_deleted_again_is_found(client, make_user, ledger_data, open_raw):
     make_user(4)
     assert client.simulate_delete('/balance_delete_user/4').status_code == 200
-    make_user(4)
+    _restore(client, 4)
     db = open_raw()
     revival = _entry(db, 'user_add')
     _tamper(db, 'UPDATE account SET deleted_at = CURRENT_TIMESTAMP WHERE id = 4')

@@ -42,7 +42,9 @@ def test_malformed_user_id_is_507_everywhere(client, make_user, user_id):
     assert snapshot() == before
 
 
-@pytest.mark.parametrize('user_id', [0, -1, 9223372036854775808, 1.0, True, None, [1], '01'])
+# A JSON string is no JSON integer, even with digits only (once accepted: "2").
+@pytest.mark.parametrize('user_id', [0, -1, 9223372036854775808, 1.0, True, None, [1], '01',
+                                     '2', '9'])
 def test_malformed_json_user_id_is_507(client, make_user, user_id):
     make_user(1, '5')
     make_user(2)
@@ -179,7 +181,7 @@ def ledger_users(make_user, client):
 
 OPERATIONS = {
     'create': lambda client: send_form(client, 'POST', '/user', {'uid': '9'}),
-    'revive': lambda client: send_form(client, 'POST', '/user', {'uid': '4'}),
+    'revive': lambda client: send_form(client, 'POST', '/user', {'uid': '4', 'restore': 'true'}),
     'delete': lambda client: client.simulate_delete('/balance_delete_user/3'),
     'add': lambda client: add(client, 1, '5'),
     'sub': lambda client: sub(client, 1, '5'),
