@@ -1,16 +1,19 @@
-"""Command line: ``python -m balance_api {migrate,serve,verify,create-key,list-keys,revoke-key,
-expire-points,club-policy,prune-idempotency}``."""
+"""Command line: ``python -m balance_api {migrate,backup,serve,verify,create-key,list-keys,
+revoke-key,expire-points,club-policy,prune-idempotency}`` and the exports' and proxy's
+commands; exit statuses and the database each opens: ``balance_api.cli``."""
 import argparse
 import datetime
 import logging
 import re
 import sys
 
+from . import __version__, cli
 from .config import Settings
+from .discounts import routes as discount_routes
 from .exports import checkpoints
 from .exports import commands as export_cli
 from .points.ledger import POLICIES
-from .storage.db import database, migrate, open_database
+from .storage import commands as storage_cli
 from .web import proxy
 from .web import idempotency
 
@@ -21,16 +24,8 @@ MAX_LISTED = 1000
 
 
 def _open(settings):
-    db = open_database(settings.database_url, pool_size=settings.pool_size,
-                       busy_timeout=settings.sqlite_busy_timeout)
-    database.initialize(db)
-    return db
-
-
-def cmd_migrate(settings, args):
-    applied = migrate(_open(settings))
-    print('applied: %s' % (', '.join(applied) or 'nothing, the schema is up to date'))
-    return 0
+    # Named on stderr; refused unless it exists and is at this version's schema.
+    return cli.open_for_command(settings)
 
 
 def cmd_serve(settings, args):
@@ -38,8 +33,7 @@ def cmd_serve(settings, args):
     from .auth import keys
     from .web.server import GunicornServer, default_workers
     # Once, before any worker forks; the migration lock makes racing servers safe.
-    db = _open(settings)
-    migrate(db)
+    db, _ = storage_cli.open_and_migrate(settings)
     if settings.auth:
         with db.connection_context():
             token = keys.create_bootstrap_key(db)
@@ -93,6 +87,14 @@ def _uid(text):
     return uid
 
 
+def _brand_id(text):
+    from .discounts.schemas import parse_id
+    brand_id = parse_id(text)
+    if brand_id is None:
+        raise argparse.ArgumentTypeError('a brand id is a positive integer that fits 64 bits')
+    return brand_id
+
+
 def cmd_create_key(settings, args):
     from .auth import keys
     db = _open(settings)
@@ -101,7 +103,7 @@ def cmd_create_key(settings, args):
             token = keys.create_key(db, args.name, args.permits, uid=args.uid,
                                     expires_on=args.expires)
         except keys.KeyTaken as exc:
-            print('python -m balance_api create-key: %s' % exc, file=sys.stderr)
+            cli.fail('create-key: %s' % exc)
             return 1
     print('created key %s: permits %s%s%s' % (
         args.name, ','.join(args.permits), '; bound to uid %d' % args.uid if args.uid else '',
@@ -135,7 +137,7 @@ def cmd_revoke_key(settings, args):
         try:
             keys.revoke_key(db, args.name)
         except keys.KeyNotFound as exc:
-            print('python -m balance_api revoke-key: %s' % exc, file=sys.stderr)
+            cli.fail('revoke-key: %s' % exc)
             return 1
     print('revoked key %s (every worker refuses it within %g s)'
           % (args.name, keys.RECHECK_SECONDS))
@@ -144,6 +146,7 @@ def cmd_revoke_key(settings, args):
 
 def cmd_verify(settings, args):
     from .money.verify import verify_ledger
+    from .discounts.verify import verify_discounts
     from .points.verify import verify_points
     db = _open(settings)
     interactive = sys.stderr.isatty()
@@ -158,13 +161,14 @@ def cmd_verify(settings, args):
         # One list of at most MAX_LISTED problems for both ledgers.
         points = verify_points(db, progress=progress,
                                max_problems=max(0, MAX_LISTED - len(report.problems)))
+        discounts = verify_discounts(db, max_problems=max(
+            0, MAX_LISTED - len(report.problems) - len(points.problems)))
         held_to = []
         if args.checkpoints:
             try:
                 held_to = checkpoints.check_against(db, args.checkpoints, args.public_key)
             except OSError as exc:
-                print('python -m balance_api verify: cannot read %s: %s'
-                      % (args.checkpoints, exc.strerror), file=sys.stderr)
+                cli.fail('verify: cannot read %s: %s' % (args.checkpoints, exc.strerror))
                 return 2
     if interactive:
         sys.stderr.write('\r\033[K')
@@ -173,20 +177,29 @@ def cmd_verify(settings, args):
     if not points.empty:
         print('points members: %d, points entries: %d, points draws: %d'
               % (points.members, points.entries, points.draws))
-    for found in [*report.problems, *points.problems, *held_to]:
+    if not discounts.empty:
+        print('discount brands: %d, codes: %d, claimed: %d, audit rows: %d'
+              % (discounts.brands, discounts.codes, discounts.claimed, discounts.audit_rows))
+    for found in [*report.problems, *points.problems, *discounts.problems, *held_to]:
         made_with = getattr(found, 'key_name', None)
         print('PROBLEM %s: %s%s' % (found.kind, found.detail,
                                     ' [made with key %s]' % made_with if made_with else ''))
-    unlisted = report.unlisted + points.unlisted
+    unlisted = report.unlisted + points.unlisted + discounts.unlisted
     if unlisted:
         print('... and %d more problem(s), not listed' % unlisted)
     if args.checkpoints:
         print('checkpoints in %s: %s' % (args.checkpoints, 'held' if not held_to else
                                          '%d problem(s)' % len(held_to)))
-    ok = report.ok and points.ok and not held_to
+    ok = report.ok and points.ok and discounts.ok and not held_to
     print('ledger OK' if ok else 'ledger BROKEN: %d problem(s)'
-          % (len(report.problems) + len(points.problems) + len(held_to) + unlisted))
+          % (len(report.problems) + len(points.problems) + len(discounts.problems)
+             + len(held_to) + unlisted))
     return 0 if ok else 1
+
+
+def cmd_discounts_stats(settings, args):
+    from .discounts.commands import print_stats
+    return print_stats(_open(settings), args.brand, err=cli.fail)
 
 
 def cmd_expire_points(settings, args):
@@ -232,14 +245,43 @@ def cmd_prune_idempotency(settings, args):
     return 0
 
 
+# Ten years: far beyond any retention, well before now minus it leaves the calendar.
+MAX_RETENTION_HOURS = 24 * 3653
+
+
+def _retention_hours(text):
+    # Clients are promised that a retry within 24 hours is recognized.
+    try:
+        hours = float(text)
+    except ValueError:
+        hours = None
+    if hours is None or not 24 <= hours <= MAX_RETENTION_HOURS:
+        raise argparse.ArgumentTypeError('hours are a number from 24 to %d, not %r'
+                                         % (MAX_RETENTION_HOURS, text))
+    return hours
+
+
+def _port(text):
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError('a port is 1 to 65535, not %r' % text)
+    return int(text)
+
+
+def _worker_count(text):
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError('workers are a count (0: the default), not %r' % text)
+    return int(text)
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog='python -m balance_api')
+    parser = cli.CommandLineParser(prog='python -m balance_api')
+    parser.add_argument('--version', action='version', version='balance_api %s' % __version__)
     commands = parser.add_subparsers(dest='command', required=True)
-    commands.add_parser('migrate', help='apply pending schema migrations')
+    storage_commands = storage_cli.register(commands)
     serve = commands.add_parser('serve', help='migrate, then serve the API under gunicorn')
     serve.add_argument('--host', default='127.0.0.1')
-    serve.add_argument('--port', type=int, default=8000)
-    serve.add_argument('--workers', type=int, default=0,
+    serve.add_argument('--port', type=_port, default=8000)
+    serve.add_argument('--workers', type=_worker_count, default=0,
                        help='worker processes (default: 2 x cores + 1)')
     verify = commands.add_parser(
         'verify', help='recompute every balance and hash chain; exit 1 on any problem')
@@ -265,9 +307,13 @@ def main(argv=None):
     policy.add_argument('policy', choices=POLICIES)
     checkpoint_commands = checkpoints.add_checkpoint_command(commands)
     export_commands = export_cli.register(commands)
-    proxy_commands = proxy.add_proxy_command(commands)
+    # The routes whose paths carry a key: the proxy never logs their paths.
+    proxy_commands = proxy.add_proxy_command(commands, secret_routes=discount_routes.SECRET_ROUTES)
+    stats = commands.add_parser('discounts-stats',
+                                help='codes generated, claimed and remaining, per brand')
+    stats.add_argument('--brand', type=_brand_id, help='only this brand')
     prune = commands.add_parser('prune-idempotency', help='forget old idempotency keys')
-    prune.add_argument('--older-than-hours', type=float, default=48.0,
+    prune.add_argument('--older-than-hours', type=_retention_hours, default=48.0,
                        help='at least 24 (default 48)')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
@@ -275,14 +321,16 @@ def main(argv=None):
     try:
         settings = Settings.from_env()
     except ValueError as exc:
-        print('python -m balance_api: %s' % exc, file=sys.stderr)
-        return 2
-    handlers = {'migrate': cmd_migrate, 'serve': cmd_serve, 'verify': cmd_verify,
+        cli.fail(exc)
+        return cli.USAGE
+    handlers = {**storage_commands, 'serve': cmd_serve, 'verify': cmd_verify,
                 'prune-idempotency': cmd_prune_idempotency, 'create-key': cmd_create_key,
                 'list-keys': cmd_list_keys, 'revoke-key': cmd_revoke_key,
                 'expire-points': cmd_expire_points, 'club-policy': cmd_club_policy,
+                'discounts-stats': cmd_discounts_stats,
                 **checkpoint_commands, **export_commands, **proxy_commands}
-    return handlers[args.command](settings, args)
+    # One line and a documented exit status for what stops a command (balance_api.cli).
+    return cli.run(handlers[args.command], settings, args)
 
 
 if __name__ == '__main__':

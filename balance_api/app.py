@@ -4,9 +4,12 @@ import logging
 import swagger_ui_bundle
 
 from .auth import keys as auth_keys
+from .auth import permits
 from .auth.middleware import Authentication, AuthOff
 from .auth.openapi import PermitsPlugin
 from .config import Settings
+from .discounts import openapi as discounts_openapi
+from .discounts import routes as discounts_routes
 from .exports import openapi as exports_openapi
 from .exports import routes as exports_routes
 from .money import openapi as money_openapi
@@ -14,9 +17,10 @@ from .money import routes as money_routes
 from .points import openapi as points_openapi
 from .points import routes as points_routes
 from .storage.db import database, open_database
-from .web import error_handlers, media
+from .web import cors, error_handlers, media
 from .web.commands import CommandRunner
 from .web.meta import DocsPage, Health, OpenApiDocument, Ready
+from .web.metrics_http import MetricsPage, RequestMetrics
 from .web.middleware import (BodyLimit, ClientAddress, DatabaseConnection, RequestId,
                               RequestTarget)
 from .web.openapi import build_spec
@@ -39,7 +43,8 @@ def create_app(settings=None, db=None):
         log.warning('BALANCE_API_AUTH=off: no key is asked for; anyone who reaches the port '
                     'may read and move all money')
         access = AuthOff()
-    app = RoutesApp(middleware=[ClientAddress(settings.trusted_proxies), RequestId(),
+    app = RoutesApp(middleware=[RequestMetrics(), *cors.middleware(settings.cors_origins),
+                                ClientAddress(settings.trusted_proxies), RequestId(),
                                 RequestTarget(), BodyLimit(settings.max_body_bytes),
                                 DatabaseConnection(db), access])
     if not settings.auth:
@@ -54,13 +59,15 @@ def create_app(settings=None, db=None):
 
     money_routes.add_routes(app, db, commands, on_user_deleted=revoke_keys_of)
     points_routes.add_routes(app, db, commands)
+    discounts_routes.add_routes(app, db, commands)
     exports_routes.add_routes(app, db, settings)
     app.add_route('/health', Health())
     app.add_route('/ready', Ready(db))
+    app.add_route('/metrics', MetricsPage(permits.METRICS_GET, public=settings.metrics_public))
     app.add_route('/openapi.json', OpenApiDocument(
         build_spec([money_openapi.add_to_spec, points_openapi.add_to_spec,
-                    exports_openapi.add_to_spec],
-                   plugins=[PermitsPlugin(app.permits_by_route())])))
+                    discounts_openapi.add_to_spec, exports_openapi.add_to_spec],
+                   plugins=[PermitsPlugin(app.permits_by_route(), app.token_parameters())])))
     app.add_route('/api/docs', DocsPage())
     app.add_static_route('/api/docs/static', swagger_ui_bundle.swagger_ui_path)
 

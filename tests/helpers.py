@@ -58,6 +58,10 @@ ERRORS = {
     538: (501, 'Transfer coding is not implemented'),
     539: (416, 'Requested range is not satisfiable'),
     540: (400, 'Request needs a Host header'),
+    541: (503, 'Database schema is not the one this version expects'),
+    542: (409, 'User exists with different details'),
+    543: (409, 'User was deleted (restore=true re-opens the same account)'),
+    544: (422, 'restore format is not correct (true or false)'),
     601: (422, 'points format is not correct (a whole number other than 0, at most 15 digits)'),
     602: (422, 'payer format is not correct (1 to 64 characters)'),
     603: (422, 'timestamp format is not correct (ISO 8601, for example 2022-10-31T10:00:00Z)'),
@@ -94,6 +98,15 @@ ERRORS = {
                '(purchase, campaign, issue, use, revoke, expire or other)'),
     810: (503, 'Signing key is not configured (SIGNING_KEY_FILE)'),
     811: (404, 'No public key: the signing key is not configured'),
+    901: (422, 'number_of_codes format is not correct (a whole number from 1 to 1000000)'),
+    902: (422, 'brand_id format is not correct (a positive integer that fits 64 bits)'),
+    903: (422, 'user_id format is not correct (a positive integer that fits 64 bits)'),
+    904: (404, 'Brand does not exist (no codes were ever generated for it)'),
+    905: (404, 'User does not exist'),
+    906: (409, 'The brand has no unclaimed discount codes left'),
+    907: (403, 'user_secret is not a key of this user'),
+    908: (403, 'user_id is required: the API key is bound to no user'),
+    909: (500, 'Could not draw enough new codes for the brand'),
 }
 
 MAX_USER_ID = 9223372036854775807
@@ -108,9 +121,11 @@ AMOUNT_FORMAT = re.compile(r'[0-9]+\.[0-9]{2}')
 BAD_USER_IDS = ['0', '-1', '01', '9223372036854775808', '1.0', '1e2', 'abc', '+1', '1 ', ' 1',
                 '\u0661']
 
-# Amounts that are not positive decimals with <= 17 integer digits and <= 2 decimals.
+# Amounts that are not positive decimals with <= 17 integer digits, no leading zero
+# and <= 2 decimals.
 BAD_AMOUNTS = ['0', '0.00', '-1', '-0.00', '1,04', '1.001', '1e3', 'NaN', '', ' 5', '5 ',
-               '1_000', '\u0663', '0x10', '99999999999999999999.99', '100000000000000000']
+               '1_000', '\u0663', '0x10', '99999999999999999999.99', '100000000000000000',
+               '05.00', '007', '00.50']
 
 
 def encode_form(fields):

@@ -197,6 +197,19 @@ class Authenticator:
             self._last_used.pop(found.key_id, None)
 
 
+def token_from_path(segment, authorization, client_authorization):
+    """The token a route takes from its path (``segment``, decoded), where the
+    existing clients of that route send it; raises 401 when it is empty or
+    malformed, or when a header sends a key too (one key, sent once)."""
+    if authorization is not None or client_authorization is not None:
+        raise errors.MalformedCredentials()
+    if not segment:
+        raise errors.MissingCredentials()
+    if not TOKEN_PATTERN.fullmatch(segment):
+        raise errors.MalformedCredentials()
+    return segment
+
+
 def token_from_headers(authorization, client_authorization):
     """The token sent, or None when neither header is; raises 401 when malformed."""
     if authorization is not None and client_authorization is not None:

@@ -12,10 +12,14 @@ _REFUSALS = (errors.MissingCredentials.code, errors.MalformedCredentials.code,
 
 class PermitsPlugin(BasePlugin):
     """``permits``: ``{uri_template: {method: permit}}``, None for an open route
-    (``balance_api.web.routing.RoutesApp.permits_by_route``)."""
+    (``balance_api.web.routing.RoutesApp.permits_by_route``); ``token_parameters``:
+    ``{uri_template: parameter}`` of the routes that take the key's token from
+    their path (``RoutesApp.token_parameters``), which no security scheme of
+    OpenAPI can state: their operations name the parameter in ``x-key-in-path``."""
 
-    def __init__(self, by_route):
+    def __init__(self, by_route, token_parameters=None):
         self.by_route = by_route
+        self.token_parameters = token_parameters or {}
 
     def init_spec(self, spec):
         spec.components.security_scheme('bearer', {
@@ -37,6 +41,11 @@ class PermitsPlugin(BasePlugin):
             operation['security'] = SECURITY
             operation['x-permit'] = permit
             text = '**Permit:** `%s` (or `admin`).' % permit
+            parameter = self.token_parameters.get(path)
+            if parameter is not None:
+                operation['security'] = []
+                operation['x-key-in-path'] = parameter
+                text += ' The key is the path parameter `%s`, not a header.' % parameter
             operation['description'] = (operation.get('description', '') + '\n\n' + text).strip()
             responses = operation.setdefault('responses', {})
             for status, response in failures(*_REFUSALS).items():

@@ -34,7 +34,7 @@ _FILE = {'description': 'The export: CSV (header row, CRLF) or JSON Lines, whose
          'content': {'text/csv': {'schema': {'type': 'string'}},
                      'application/jsonl': {'schema': {'type': 'string'}}}}
 _MANIFEST = {'type': 'object', 'properties': {
-    'export': {'type': 'string', 'enum': ['journal', 'points']},
+    'export': {'type': 'string', 'enum': ['journal', 'points', 'discounts']},
     'parameters': {'type': 'object'}, 'rows': {'type': 'integer'},
     'first_id': {'type': 'integer', 'nullable': True},
     'last_id': {'type': 'integer', 'nullable': True}, 'sums': {'type': 'object'},
@@ -75,6 +75,18 @@ def add_to_spec(spec, plugin):
             'parameters': parameters,
             'responses': {'200': answer('ExportManifest', 'The manifest'), **failures(
                 *_QUERY_ERRORS, kind_error, errors.SigningKeyNotConfigured.code)}}})
+    discounts = [*_DAYS, dict(_UID, description="Only this user's claims."), _FORMAT]
+    spec.path('/export/discounts', operations={'get': {
+        'summary': "The discount codes' audit rows (generations and claims) of a range of UTC "
+                   'days, streamed',
+        'parameters': discounts,
+        'responses': {'200': _FILE, **failures(*_QUERY_ERRORS,
+                                               errors.SigningKeyNotConfigured.code)}}})
+    spec.path('/export/discounts/manifest', operations={'get': {
+        'summary': 'The signed manifest of the discounts export the same parameters give',
+        'parameters': discounts,
+        'responses': {'200': answer('ExportManifest', 'The manifest'), **failures(
+            *_QUERY_ERRORS, errors.SigningKeyNotConfigured.code)}}})
     spec.path('/export/public-key', operations={'get': {
         'summary': 'The public key that checks export manifests',
         'responses': {'200': answer('PublicKey', 'The public key'),

@@ -24,7 +24,9 @@ def signing_key(settings):
 
 
 def _query(req, source):
-    found = query.parse(req.query_string, source.kind_key, source.kinds)
+    # A source may take no kind filter (``filter_key`` None): the key is then unknown.
+    found = query.parse(req.query_string, getattr(source, 'filter_key', source.kind_key),
+                        source.kinds)
     caller = req.context.caller
     if caller.uid is not None:
         if found.uid is None:

@@ -12,7 +12,9 @@ to the error log's entry for the same request.
     127.0.0.1 - shop-1 [23/Nov/2026:22:30:00 +0000] "PUT /transfer HTTP/1.1" 200 57 "-" "curl/8.5.0" 0.001234 "5f0c..."
 
 The user field names the API key the request was made with (``-`` when
-none was verified); never its token.
+none was verified); never its token. A path that carries a token (a route
+whose existing clients send their key in it, ``balance_api.web.secret_paths``)
+is written as its route's template, in every format.
 
 Every field is escaped as Apache escapes it (``balance_api.web.log_text``): a
 header may carry C1 controls such as U+0085, which gunicorn's parser lets
@@ -58,6 +60,7 @@ from gunicorn import glogging
 from gunicorn.config import AccessLogFormat
 
 from ..config import log_format_setting
+from . import secret_paths
 from .log_text import log_field, one_line, quoted_log_field
 
 _REQUEST_ID = 'x-request-id'
@@ -73,6 +76,17 @@ LOG_FORMAT_ENVIRON = 'LOG_FORMAT'
 # (a quoted log field, balance_api.web.error_handlers and .worker).
 _MESSAGE_REQUEST_ID = re.compile(r'^request "((?:[^"\\]|\\.)*)"')
 _UNESCAPE = re.compile(r'\\(.)')
+
+
+def _without_secrets(environ):
+    """``environ`` for gunicorn's own formatting: a path that carries a key
+    (``balance_api.web.secret_paths``) replaced by its route's template."""
+    target = environ.get('RAW_URI') or environ.get('PATH_INFO') or ''
+    if secret_paths.loggable(target) == target:
+        return environ
+    template = secret_paths.loggable(target)
+    return {**environ, 'RAW_URI': template, 'PATH_INFO': template, 'REQUEST_URI': template,
+            'QUERY_STRING': ''}
 
 
 def iso_time(seconds):
@@ -151,7 +165,7 @@ class AccessLogger(glogging.Logger):
             self._json_access(resp, environ, request_time)
             return
         if self.cfg.access_log_format != AccessLogFormat.default:
-            super().access(resp, req, environ, request_time)
+            super().access(resp, req, _without_secrets(environ), request_time)
             return
         if not self.access_log_enabled:
             return
@@ -167,7 +181,8 @@ class AccessLogger(glogging.Logger):
         line = '%s - %s %s "%s %s %s" %s %s %s %s %d.%06d %s' % (
             log_field(environ.get(CLIENT_ENVIRON) or environ.get('REMOTE_ADDR', '-')),
             log_field(environ.get(KEY_NAME_ENVIRON) or '-'), self.now(),
-            log_field(environ['REQUEST_METHOD']), log_field(environ['RAW_URI']),
+            log_field(environ['REQUEST_METHOD']),
+            log_field(secret_paths.loggable(environ['RAW_URI'])),
             log_field(environ['SERVER_PROTOCOL']),
             log_field(str(status)), sent if sent is not None else '-',
             quoted_log_field(environ.get('HTTP_REFERER', '-')),
@@ -195,7 +210,7 @@ class AccessLogger(glogging.Logger):
                     request_id = value
                     break
             path = environ.get('RAW_URI') or environ.get('PATH_INFO') or ''
-            path = path.split('?', 1)[0]
+            path = secret_paths.loggable(path.split('?', 1)[0])
             line = json_line({
                 'time': iso_time(time.time()),
                 'request_id': request_id,

@@ -11,6 +11,7 @@ import peewee
 from playhouse.pool import MaxConnectionsExceeded
 
 from .. import errors
+from . import metrics
 from .log_text import quoted_log_field
 
 log = logging.getLogger('balance_api')
@@ -28,7 +29,10 @@ _HTTP_ERRORS = {
 
 def _render(resp, error, headers=None):
     resp.status = error.status
-    resp.media = error.to_dict()
+    # A route whose clients expect errors in a shape of their own names it
+    # (``error_body(error)``, put there by balance_api.web.middleware.RequestId).
+    render = getattr(resp.context, 'error_body', None) or type(error).to_dict
+    resp.media = render(error)
     for name, value in (headers or {}).items():
         resp.set_header(name, value)
 
@@ -38,9 +42,18 @@ def _request_id(req):
     return quoted_log_field(getattr(req.context, 'request_id', '-'))
 
 
+def _count_database_error(ex):
+    # A domain reports a failed statement as its own error, raised from the database's.
+    if isinstance(ex, errors.DatabaseUnavailable):
+        metrics.database_error('unavailable')
+    elif isinstance(ex, peewee.DatabaseError) or isinstance(ex.__cause__, peewee.DatabaseError):
+        metrics.database_error('failed')
+
+
 def handle_api_error(req, resp, ex, params):
     if ex.status.startswith('5'):
         log.error('request %s failed: %d %s', _request_id(req), ex.code, ex.detail or ex.message)
+        _count_database_error(ex)
     _render(resp, ex, ex.headers)
 
 
@@ -57,11 +70,13 @@ def handle_http_error(req, resp, ex, params):
 
 def handle_database_unavailable(req, resp, ex, params):
     log.warning('request %s: database unavailable: %s', _request_id(req), ex)
+    metrics.database_error('unavailable')
     _render(resp, errors.DatabaseUnavailable())
 
 
 def handle_unexpected(req, resp, ex, params):
     log.exception('request %s failed unexpectedly', _request_id(req))
+    _count_database_error(ex)
     _render(resp, errors.InternalError())
 
 

@@ -3,6 +3,7 @@ from html.parser import HTMLParser
 
 from schemathesis.specs.openapi.definitions import OPENAPI_30_VALIDATOR
 
+from balance_api import __version__
 from helpers import ERRORS, assert_ok
 
 ROUTES = {
@@ -25,7 +26,13 @@ ROUTES = {
     '/export/manifest': {'get'},
     '/export/points': {'get'},
     '/export/points/manifest': {'get'},
+    '/export/discounts': {'get'},
+    '/export/discounts/manifest': {'get'},
     '/export/public-key': {'get'},
+    '/discounts/api/v1.0/generate': {'post'},
+    '/discounts/api/v1.0/get_code/{user_id}/{user_secret}/{brand_id}': {'get'},
+    '/discounts/{brand_id}/code': {'get'},
+    '/discounts/{brand_id}/stats': {'get'},
     '/reconciliation': {'get'},
     '/health': {'get'},
     '/ready': {'get'},
@@ -119,5 +126,5 @@ def test_docs_page_serves_its_assets_locally(client):
 
 
 def test_health_and_ready(client):
-    assert assert_ok(client.simulate_get('/health')) == {'status': 'ok'}
+    assert assert_ok(client.simulate_get('/health')) == {'status': 'ok', 'version': __version__}
     assert client.simulate_get('/ready').status_code == 200

@@ -1,0 +1,60 @@
+"""The audit rows, as other domains read them (the finance exports).
+
+Nothing outside this domain reads its tables: the exports select the
+expressions ``columns()`` names through ``entries()`` and take each
+brand's figures from ``brand_figures()``, so the tables can change behind
+these functions.
+"""
+from peewee import fn
+
+from .models import ACTIONS, CLAIM, GENERATE, DiscountAudit, DiscountBrand
+
+__all__ = ['ACTIONS', 'columns', 'entries', 'newest_id', 'brand_figures']
+
+
+def columns():
+    """The audit row's columns as exported, in order: ``(name, expression)``.
+
+    ``codes`` is how many codes a generation made, 1 for a claim; ``code``
+    and ``user_id`` are a claim's (None for a generation)."""
+    return [('id', DiscountAudit.id), ('date', DiscountAudit.created_at),
+            ('action', DiscountAudit.action), ('brand_id', DiscountAudit.brand),
+            ('codes', DiscountAudit.codes), ('code', DiscountAudit.code),
+            ('user_id', DiscountAudit.user_id), ('key_name', DiscountAudit.key_name)]
+
+
+def entries(start, end, user_id, *selected):
+    """The audit rows written from ``start`` (inclusive) to ``end``
+    (exclusive; None: no end), only the claims of ``user_id`` when given,
+    in id order, selecting ``selected`` (expressions of ``columns()``)."""
+    rows = DiscountAudit.select(*selected).where(DiscountAudit.created_at >= start)
+    if end is not None:
+        rows = rows.where(DiscountAudit.created_at < end)
+    if user_id is not None:
+        rows = rows.where(DiscountAudit.user_id == user_id)
+    return rows.order_by(DiscountAudit.id)
+
+
+def newest_id():
+    """A read of the audit table (it starts an SQLite snapshot)."""
+    return DiscountAudit.select(fn.MAX(DiscountAudit.id)).scalar()
+
+
+def _total(action, before):
+    """Correlated: the codes of the outer brand's ``action`` rows written before ``before``."""
+    rows = DiscountAudit.alias('totals')
+    found = rows.select(fn.COALESCE(fn.SUM(rows.codes), 0)).where(
+        (rows.brand == DiscountBrand.id) & (rows.action == action))
+    if before is not None:
+        found = found.where(rows.created_at < before)
+    return found
+
+
+def brand_figures(start, end, user_id):
+    """A query of ``(brand_id, generated, claimed, generated_by_end, claimed_by_end)``
+    for every brand the rows of ``entries`` touch, by brand id: the codes
+    generated and claimed before ``start``, and before ``end``."""
+    touched = entries(start, end, user_id, DiscountAudit.brand).order_by()
+    return (DiscountBrand.select(DiscountBrand.id, _total(GENERATE, start), _total(CLAIM, start),
+                                 _total(GENERATE, end), _total(CLAIM, end))
+            .where(DiscountBrand.id.in_(touched)).order_by(DiscountBrand.id))
