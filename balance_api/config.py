@@ -1,6 +1,7 @@
 """Settings, read from the environment once at start."""
 import dataclasses
 import os
+import re
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +24,12 @@ class Settings:
     log_format: str = 'text'
     # Proxies whose X-Forwarded-For names the real client (default: this host).
     trusted_proxies: tuple = ('127.0.0.1', '::1')
+    # METRICS_PUBLIC=1: /metrics answers without a key (behind a network that
+    # only the scraper reaches); otherwise it needs Balance:Api:Metrics:Get.
+    metrics_public: bool = False
+    # CORS_ORIGINS: the origins (scheme://host[:port]) whose pages may call the
+    # API from a browser; none by default, and never a wildcard.
+    cors_origins: tuple = ()
 
     @classmethod
     def from_env(cls, environ=None):
@@ -38,6 +45,8 @@ class Settings:
             log_format=log_format_setting(env.get('LOG_FORMAT')),
             trusted_proxies=trusted_proxies_setting(env.get('TRUSTED_PROXIES'),
                                                     defaults.trusted_proxies),
+            metrics_public=flag_setting('METRICS_PUBLIC', env.get('METRICS_PUBLIC')),
+            cors_origins=cors_origins_setting(env.get('CORS_ORIGINS')),
         )
 
 
@@ -67,3 +76,28 @@ def trusted_proxies_setting(value, default):
     if value is None:
         return default
     return tuple(address.strip() for address in value.split(',') if address.strip())
+
+
+def flag_setting(name, value):
+    """An on/off setting: unset, empty, ``0``, ``false`` or ``off`` is off;
+    ``1``, ``true`` or ``on`` is on."""
+    if value is None or value.strip().lower() in ('', '0', 'false', 'off'):
+        return False
+    if value.strip().lower() in ('1', 'true', 'on'):
+        return True
+    raise ValueError('%s is 1 or 0, not %r' % (name, value))
+
+
+_ORIGIN = re.compile(r'https?://[^/?#\s*]+')
+
+
+def cors_origins_setting(value):
+    """CORS_ORIGINS: comma-separated origins, each as a browser sends it in
+    Origin (``https://shop.example.com``, a port if not the default's, no
+    path, no trailing slash); unset or empty allows none."""
+    origins = tuple(dict.fromkeys(o.strip() for o in (value or '').split(',') if o.strip()))
+    for origin in origins:
+        if not _ORIGIN.fullmatch(origin):
+            raise ValueError('CORS_ORIGINS lists origins such as https://shop.example.com '
+                             '(no path, no wildcard), not %r' % origin)
+    return origins

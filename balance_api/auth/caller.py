@@ -1,6 +1,7 @@
 """Who is calling: the key a request came with, and what it may do."""
 from typing import NamedTuple, Optional, Tuple
 
+from ..web import metrics
 from . import errors, permits
 
 
@@ -26,7 +27,7 @@ class Caller(NamedTuple):
     def check_user(self, user_id):
         """Raise unless this key may act for ``user_id``."""
         if self.uid is not None and user_id != self.uid:
-            raise errors.OtherUsersData()
+            _refuse_other_users_data()
 
     def check_users(self, user_ids):
         for user_id in user_ids:
@@ -35,4 +36,9 @@ class Caller(NamedTuple):
     def require_unbound(self):
         """Raise for a key bound to a user: the operation is about all users."""
         if self.uid is not None:
-            raise errors.OtherUsersData()
+            _refuse_other_users_data()
+
+
+def _refuse_other_users_data():
+    metrics.auth_refused('other_users_data')
+    raise errors.OtherUsersData()

@@ -23,6 +23,7 @@ from ..clock import utc_now
 from ..money import members
 from ..money.errors import UserNotFound
 from ..storage.db import is_postgres, write_transaction
+from ..web import metrics
 from . import errors, pg_sql
 from .chain import GENESIS_HASH, entry_hash
 from .models import (DEFAULT_CLUB, DEFAULT_WALLET, NO_PAYER, PointsBalance, PointsClub,
@@ -194,6 +195,7 @@ class PointsLedger:
             today=now.date(), now=now, key_name=details.key_name)
         if rows[0].refusal:
             raise _SERVER_REFUSALS[rows[0].refusal]()
+        metrics.after_commit(self.db, metrics.points_posted, event_type, points)
         return [Written(row.id, row.payer, row.points, row.balance_after) for row in rows]
 
     @staticmethod
@@ -416,6 +418,7 @@ class PointsLedger:
             PointsDraw.insert_many([{'entry': entry_id, 'grant': grant_id, 'points': drawn}
                                     for grant_id, drawn in draws]).execute()
         PointsMember.update(last_hash=digest).where(PointsMember.member_id == member_id).execute()
+        metrics.after_commit(self.db, metrics.points_posted, event_type, points)
         return Written(entry_id, payer, points, balance_after)
 
 

@@ -2,7 +2,7 @@
 import falcon
 
 from .. import errors
-from . import idempotency
+from . import idempotency, metrics
 
 FORM = 'application/x-www-form-urlencoded'
 JSON = 'application/json'
@@ -57,3 +57,4 @@ class CommandRunner:
         resp.media = outcome.body
         if outcome.replayed:
             resp.set_header('Idempotent-Replayed', 'true')
+            metrics.idempotent_replay(req.uri_template)

@@ -32,6 +32,8 @@ import os
 import pwd
 import sys
 
+from . import secret_paths
+
 DEFAULT_LISTEN = '127.0.0.1:8080'
 DEFAULT_UPSTREAM = '127.0.0.1:8000'
 # Per client address, see the module's docstring.
@@ -40,6 +42,8 @@ CONNECTIONS_PER_CLIENT = 32
 V3_MAX_BODY = '4m'
 # Idle connections each nginx worker keeps open to gunicorn.
 UPSTREAM_KEEPALIVE = 16
+# An instance whose connection failed is sent nothing for this long.
+FAIL_TIMEOUT = '5s'
 # An answer nginx spills to disk beyond its memory buffers, at most this much.
 MAX_TEMP_FILE_SIZE = '1024m'
 
@@ -57,8 +61,14 @@ events {{
 }}
 
 http {{
-    log_format balance_api '$remote_addr [$time_local] "$request" $status $body_bytes_sent '
-                           '$request_time $upstream_response_time id=$balance_api_request_id';
+    # The request line as logged: a path that carries a key is written as
+    # its route's template (balance_api.web.secret_paths).
+    map $request_uri $balance_api_logged_request {{
+        default $request;
+{secret_maps}    }}
+    log_format balance_api '$remote_addr [$time_local] "$balance_api_logged_request" $status '
+                           '$body_bytes_sent $request_time $upstream_response_time '
+                           'id=$balance_api_request_id';
     access_log {prefix}/access.log balance_api;
 
     # Everything nginx writes, under the prefix.
@@ -90,9 +100,9 @@ http {{
         default $http_x_request_id;
     }}
 
+    # One line per instance of the service; all of them use one database.
     upstream balance_api {{
-        server {upstream};
-        keepalive {keepalive};
+{upstream_servers}        keepalive {keepalive};
     }}
 
     server {{
@@ -123,8 +133,13 @@ http {{
         proxy_send_timeout 60s;
         # Long histories and exports take their time: never cut them off.
         proxy_read_timeout 300s;
-        # A request with a body is not sent twice.
-        proxy_next_upstream error timeout;
+        # A request is never passed on to another instance once it was sent:
+        # nginx takes PUT for idempotent, but a transfer is not, and an
+        # instance that failed after reading it may have committed it. The
+        # client's retry with the same Idempotency-Key settles it exactly
+        # once. An instance that fails is left out for FAIL_TIMEOUT
+        # (with one instance nginx never leaves it out).
+        proxy_next_upstream off;
 
         location / {{
             proxy_pass http://balance_api;
@@ -136,7 +151,7 @@ http {{
             client_body_buffer_size 256k;
             proxy_pass http://balance_api;
         }}
-    }}
+{secret_locations}    }}
 }}
 """
 
@@ -152,14 +167,48 @@ def _user_line(prefix):
     return 'user %s;\n' % owner
 
 
-def render(settings, listen=DEFAULT_LISTEN, upstream=DEFAULT_UPSTREAM, prefix='.'):
-    """The configuration text."""
+# A route whose path carries a key: its requests' error lines are not written,
+# since nginx names the request line in every one of them.
+SECRET_LOCATION = """
+        # {template}: the path carries a key.
+        location ~* "{pattern}" {{
+            error_log /dev/null emerg;
+            proxy_pass http://balance_api;
+        }}
+"""
+
+
+def _secret_maps(secret_routes):
+    return ''.join('        "~*%s" "$request_method %s $server_protocol";\n'
+                   % (secret_paths.pattern_source(template), template)
+                   for template in secret_routes)
+
+
+def _secret_locations(secret_routes):
+    return ''.join(SECRET_LOCATION.format(template=template,
+                                          pattern='^' + secret_paths.pattern_source(template))
+                   for template in secret_routes)
+
+
+def _upstream_servers(upstreams):
+    return ''.join('        server %s max_fails=1 fail_timeout=%s;\n' % (address, FAIL_TIMEOUT)
+                   for address in upstreams)
+
+
+def render(settings, listen=DEFAULT_LISTEN, upstream=DEFAULT_UPSTREAM, prefix='.',
+           secret_routes=()):
+    """The configuration text. ``upstream``: one instance's address, or a list
+    of them; ``secret_routes``: the route templates whose paths carry a key
+    (never logged)."""
     prefix = os.path.abspath(prefix)
+    upstreams = [upstream] if isinstance(upstream, str) else list(upstream)
     return TEMPLATE.format(
-        prefix=prefix, user=_user_line(prefix), listen=listen, upstream=upstream,
+        prefix=prefix, user=_user_line(prefix), listen=listen,
+        upstream_servers=_upstream_servers(upstreams),
         connections=CONNECTIONS_PER_CLIENT, keepalive=UPSTREAM_KEEPALIVE,
         max_body=settings.max_body_bytes, v3_max_body=V3_MAX_BODY,
-        max_temp=MAX_TEMP_FILE_SIZE)
+        max_temp=MAX_TEMP_FILE_SIZE, secret_maps=_secret_maps(secret_routes),
+        secret_locations=_secret_locations(secret_routes))
 
 
 def _address(text):
@@ -179,20 +228,23 @@ def _directory(text):
     return text
 
 
-def cmd_proxy_config(settings, args):
-    sys.stdout.write(render(settings, listen=args.listen, upstream=args.upstream,
-                            prefix=args.prefix))
-    return 0
+def add_proxy_command(commands, secret_routes=()):
+    """Add ``proxy-config`` to argparse subparsers; returns its handler by name.
+    ``secret_routes``: the templates of the routes whose paths carry a key."""
+    def cmd_proxy_config(settings, args):
+        sys.stdout.write(render(settings, listen=args.listen,
+                                upstream=args.upstream or [DEFAULT_UPSTREAM],
+                                prefix=args.prefix, secret_routes=secret_routes))
+        return 0
 
-
-def add_proxy_command(commands):
-    """Add ``proxy-config`` to argparse subparsers; returns its handler by name."""
     proxy = commands.add_parser(
         'proxy-config', help='print an nginx configuration to run in front of the service')
     proxy.add_argument('--listen', default=DEFAULT_LISTEN, type=_address,
                        help='where nginx listens (default %s)' % DEFAULT_LISTEN)
-    proxy.add_argument('--upstream', default=DEFAULT_UPSTREAM, type=_address,
-                       help='where gunicorn serves (default %s)' % DEFAULT_UPSTREAM)
+    proxy.add_argument('--upstream', action='append', type=_address,
+                       help='where an instance of the service serves; repeat it for '
+                            'several instances on one database (default %s)'
+                            % DEFAULT_UPSTREAM)
     proxy.add_argument('--prefix', default='.', type=_directory, metavar='DIR',
                        help="nginx's prefix: pid, logs and temp files (default: here)")
     return {'proxy-config': cmd_proxy_config}

@@ -4,6 +4,8 @@ import os
 
 from gunicorn.app.base import BaseApplication
 
+from . import metrics_processes
+
 
 def default_workers():
     # gunicorn's rule of thumb; sync workers spend their time waiting on the database.
@@ -16,16 +18,20 @@ def worker_started(worker):
     A long streamed answer keeps the worker's heartbeat going (see
     balance_api.web.streaming.report_progress_to), and a sync worker, which
     serves one request at a time, keeps its database connection between
-    requests (balance_api.web.middleware.keep_connections).
+    requests (balance_api.web.middleware.keep_connections). It counts as
+    a live worker in the metrics until it exits, and publishes its counts
+    every second (balance_api.web.metrics).
     """
     from gunicorn.workers.sync import SyncWorker
 
+    from . import metrics
     from .middleware import keep_connections
     from .streaming import report_progress_to
     from .worker import ApiSyncWorker
     report_progress_to(worker.notify)
     # Exactly these: a subclass may serve several requests at once.
     keep_connections(type(worker) in (ApiSyncWorker, SyncWorker))
+    metrics.worker_started()
 
 
 # What gunicorn.conf.py and ``python -m balance_api serve`` both start from.
@@ -48,6 +54,13 @@ DEFAULTS = {
     'logger_class': 'balance_api.web.access_log.AccessLogger',
     'errorlog': '-',
     'post_worker_init': worker_started,
+    # Every worker's metrics in one directory, prepared before the first
+    # fork; a worker's last counts written as it exits, its live gauges
+    # dropped once it has (balance_api.web.metrics_processes).
+    'on_starting': metrics_processes.prepare,
+    'worker_exit': metrics_processes.worker_stopping,
+    'child_exit': metrics_processes.worker_exited,
+    'on_exit': metrics_processes.remove,
 }
 
 

@@ -60,11 +60,13 @@ def _fill_history(database_url):
         db.close_all()
 
 
-def _write_config(prefix, listen, upstream):
+def _write_config(prefix, listen, *upstreams):
     parser = argparse.ArgumentParser()
     handlers = add_proxy_command(parser.add_subparsers(dest='command'))
-    args = parser.parse_args(['proxy-config', '--listen', listen, '--upstream', upstream,
-                              '--prefix', str(prefix)])
+    arguments = ['proxy-config', '--listen', listen, '--prefix', str(prefix)]
+    for upstream in upstreams:
+        arguments += ['--upstream', upstream]
+    args = parser.parse_args(arguments)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert handlers[args.command](Settings(), args) == 0
