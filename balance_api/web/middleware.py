@@ -53,6 +53,9 @@ class RequestId:
 
     def process_resource(self, req, resp, resource, params):
         req.env[ROUTE_ENVIRON] = req.uri_template
+        # How the route's errors are written, for the error handlers (the
+        # refusals of the middleware after this one included).
+        resp.context.error_body = getattr(resource, 'error_body', None)
 
     def process_response(self, req, resp, resource, req_succeeded):
         resp.set_header(REQUEST_ID_HEADER, req.context.request_id)
@@ -109,6 +112,15 @@ def keep_connections(keep=True):
     """
     global _keep_connections
     _keep_connections = keep
+
+
+def release_connection(db):
+    """Done with the calling thread's connection for this request: back to
+    the pool, or kept for the thread's next request where ``keep_connections``
+    is on (for code that opened it outside ``DatabaseConnection``: streams,
+    the key check of a resource that uses no connection of its own)."""
+    if not _keep_connections and not db.is_closed():
+        db.close()
 
 
 class DatabaseConnection:

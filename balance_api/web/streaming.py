@@ -26,6 +26,7 @@ import falcon
 
 from ..storage import pg
 from ..storage.db import is_postgres, open_for_request
+from .middleware import release_connection
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def respond(resp, db, statement):
     resources = contextlib.ExitStack()
     try:
         open_for_request(db)
-        resources.callback(db.close)
+        resources.callback(release_connection, db)
         sql, params = statement(FETCH_ROWS + 1)
         if is_postgres(db):
             rows = pg.run(db, sql, params).fetchall()

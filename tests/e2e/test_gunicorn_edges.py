@@ -308,3 +308,63 @@ def test_application_error_is_one_line_with_time_level_and_request_id(own_postgr
     # The first table the request needed: the key's (no schema at all), or the balance's.
     assert ('account' if start == 'serve' else 'api_key') in lines[0]
     assert not [line for line in text.splitlines() if line.startswith(('Traceback', '  File'))]
+
+
+def _answered(sock, timeout):
+    """Read one whole answer (the server closes after each); the bytes read."""
+    sock.settimeout(timeout)
+    data = b''
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def test_a_worker_is_free_again_before_its_last_client_closes(tmp_path):
+    """A sync worker serves the next connection as soon as its answer is sent,
+    not when the previous client gets round to closing its end.
+
+    The client here reads its answer and keeps the connection open, as a
+    slow or pooled client may; another client's request must not wait
+    behind it on the one worker.
+    """
+    single = Server('sqlite:///%s' % (tmp_path / 'balance.db'), workers=1)
+    try:
+        request = _with_key(single, b'GET /balance/1 HTTP/1.1\r\nHost: localhost\r\n\r\n')
+        lingering = socket.create_connection(('127.0.0.1', single.port))
+        try:
+            lingering.sendall(request)
+            first = _answered(lingering, timeout=10)
+            assert first.startswith(b'HTTP/1.1 '), first[:100]
+            started = time.monotonic()
+            with socket.create_connection(('127.0.0.1', single.port)) as second:
+                second.sendall(_with_key(single, b'GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n'))
+                answer = _answered(second, timeout=10)
+            waited = time.monotonic() - started
+        finally:
+            lingering.close()
+    finally:
+        single.stop()
+    assert answer.startswith(b'HTTP/1.1 200 '), answer[:200]
+    # gunicorn on its own lingers up to 2 s for the first client to close.
+    assert waited < 1.0, 'the second request waited %.2f s behind an idle connection' % waited
+
+
+def test_an_answer_sent_before_its_body_was_read_arrives_whole(server):
+    """A body refused unread (too large) keeps gunicorn's lingering close, so
+    the bytes still arriving cannot turn the close into a reset that would
+    destroy the answer."""
+    body = b'x' * (1 << 20)
+    head = _with_key(server, b'PUT /balance/1 HTTP/1.1\r\nHost: localhost\r\n'
+                             b'Content-Type: application/x-www-form-urlencoded\r\n'
+                             b'Content-Length: %d\r\n\r\n' % len(body))
+    with socket.create_connection(('127.0.0.1', server.port)) as sock:
+        sock.sendall(head)
+        try:
+            sock.sendall(body)
+        except OSError:
+            pass  # the server may have stopped reading; the answer is what counts
+        answer = _answered(sock, timeout=10)
+    assert answer.startswith(b'HTTP/1.1 413 '), answer[:200]
+    assert json.loads(answer.split(b'\r\n\r\n', 1)[1])['code'] == 520
