@@ -83,6 +83,9 @@ def parse_args(argv):
     parser.add_argument('--render', metavar='RESULTS_JSON',
                         help='measure nothing: print the table and rewrite RESULTS.md and the '
                              'chart from a results.json')
+    parser.add_argument('--drop-databases', action='store_true',
+                        help='measure nothing: drop every benchmark database on the server '
+                             '(seeds and pgbench databases are otherwise kept for the next run)')
     parser.add_argument('--keep-run-db', action='store_true',
                         help='keep the run database afterwards (it is dropped by default)')
     args = parser.parse_args(argv)
@@ -109,25 +112,29 @@ def parse_args(argv):
     return args
 
 
-def ensure_chart_library(say):
-    """matplotlib, from bench/requirements.txt if it is missing; False if unavailable."""
+def chart_library_present(say):
+    """Whether matplotlib is importable; the harness installs nothing into the
+    interpreter it runs in (the chart is the only thing that needs it)."""
     try:
         importlib.import_module('matplotlib')
         return True
     except ImportError:
-        pass
-    say('installing the benchmark requirements (bench/requirements.txt)')
-    result = subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', '-r',
-                             os.path.join(HERE, 'requirements.txt')])
-    if result.returncode != 0:
-        say('could not install matplotlib: no chart this time')
+        say('no chart this time: matplotlib is not installed '
+            '(.venv/bin/pip install -r bench/requirements.txt)')
         return False
-    importlib.invalidate_caches()
-    try:
-        importlib.import_module('matplotlib')
-        return True
-    except ImportError:
-        return False
+
+
+def drop_databases(url, say):
+    """Drop every database the harness makes (seeds, pgbench, runs)."""
+    from bench.pg import Postgres
+    server = Postgres(url)
+    names = server.benchmark_databases()
+    for name in names:
+        server.drop(name)
+        say('dropped %s' % name)
+    if not names:
+        say('no benchmark database on the server')
+    return 0
 
 
 def main(argv=None):
@@ -140,11 +147,13 @@ def main(argv=None):
 
     if args.render:
         return render(args.render, args, say)
+    if args.drop_databases:
+        return drop_databases(args.pg, say)
 
     stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
     os.makedirs(args.output, exist_ok=True)
     args.log_dir = os.path.join(args.output, 'logs', stamp)
-    has_chart = ensure_chart_library(say)
+    has_chart = chart_library_present(say)
 
     bench = runner.Bench(args, say)
     records = {}
@@ -229,7 +238,7 @@ def render(path, args, say):
         config = results['config']
         publish = not config.get('quick') and len(config['scenarios']) == len(runner.SCENARIOS)
     os.makedirs(args.output, exist_ok=True)
-    write_outputs(results, args.output, publish, ensure_chart_library(say), say)
+    write_outputs(results, args.output, publish, chart_library_present(say), say)
     return 0
 
 

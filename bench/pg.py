@@ -82,6 +82,17 @@ class Postgres:
         finally:
             conn.close()
 
+    def benchmark_databases(self):
+        """The databases the harness makes: bench_seed_*, bench_pgbench_*, bench_run_*, bench_cost_*."""
+        conn = self.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT datname FROM pg_database WHERE datname ~ "
+                            "'^bench_(seed|pgbench|run|cost)_' ORDER BY datname")
+                return [row[0] for row in cur.fetchall()]
+        finally:
+            conn.close()
+
     def drop(self, name):
         conn = self.connect()
         try:
@@ -152,11 +163,19 @@ class Postgres:
     def _pgbench_conn(self, name):
         return ['-h', self.host, '-p', str(self.port), '-U', self.user, name]
 
-    def pgbench_run(self, name, clients, threads, duration, log):
-        """Built-in TPC-B-like for ``duration`` seconds; returns tps (no connection time)."""
+    def pgbench_run(self, name, clients, threads, duration, log, script=None, variables=None):
+        """pgbench for ``duration`` seconds, built-in TPC-B-like or the custom ``script``
+        (a file, run with prepared statements and ``-D`` ``variables``); returns tps
+        (no connection time)."""
+        if script is None:
+            workload = ['-b', 'tpcb-like']
+        else:
+            workload = ['-f', script, '-M', 'prepared', '-n']
+            workload += ['-D%s=%s' % item for item in sorted((variables or {}).items())]
         result = subprocess.run(
-            ['pgbench', '-b', 'tpcb-like', '-c', str(clients), '-j', str(threads),
-             '-T', str(max(1, int(round(duration))))] + self._pgbench_conn(name),
+            ['pgbench'] + workload + ['-c', str(clients), '-j', str(threads),
+                                      '-T', str(max(1, int(round(duration))))]
+            + self._pgbench_conn(name),
             env=self.client_env(), capture_output=True, text=True)
         log.write((result.stdout + result.stderr).encode())
         log.flush()

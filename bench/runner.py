@@ -146,6 +146,10 @@ def _overspend_checks(samples):
 
 
 PGBENCH_TPS = Figure('pgbench', lambda s: s['tps'], 'tps')
+LEDGER_POST_TPS = Figure('ledger_post_pgbench', lambda s: s['tps'], 'tps')
+# The service's own transfer statement, run by pgbench on the run database.
+LEDGER_POST_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'pgbench',
+                                  'ledger_post_transfer.sql')
 ADD_SUB_RPS = Figure('add_sub', _ok_rps, 'req/s')
 
 EXPORT_FORMATS = ('csv', 'jsonl')
@@ -164,10 +168,14 @@ KEYS_PROBE_PATH = '/balance/1'   # asked once without a key of every service sce
 SCENARIOS = (
     Scenario(1, 'transfers', 'Random transfers',
              'PUT /transfer between two random users of the seeded accounts, form-encoded; '
-             'ceiling: pgbench built-in tpcb-like on the same server with as many clients.',
+             'ceilings: pgbench built-in tpcb-like on the same server with as many clients, '
+             'and pgbench running the service\'s own transfer statement (ledger_post, '
+             'bench/pgbench/ledger_post_transfer.sql) on the run database.',
              'transfer',
              (Criterion('1', 'random transfers', Figure('transfer', _ok_rps, 'req/s'), PGBENCH_TPS,
-                        '>=', 0.5),),
+                        '>=', 0.5),
+              Criterion('1-ledger-post', 'random transfers vs ledger_post',
+                        Figure('transfer', _ok_rps, 'req/s'), LEDGER_POST_TPS, '>=', 0.45)),
              writes=True),
     Scenario(2, 'hot-account', 'One hot account',
              'PUT /transfer where every transfer draws from the same sender (a huge balance) '
@@ -355,6 +363,9 @@ class Bench:
         self.prepared = {}
         self.service = None
         self.run_db_created = False
+        # Seed and pgbench databases this run built (kept for the next run,
+        # except after --quick, whose small seed is cheap to build again).
+        self.created_databases = []
 
     # -- preparation ---------------------------------------------------
 
@@ -379,6 +390,7 @@ class Bench:
                 seconds = seeding.seed(self.pg, self.spec, log=log,
                                        progress=self.say)
             seeded_now = True
+            self.created_databases.append(self.spec.database)
             self.prepared['seed_seconds'] = round(seconds, 1)
             self.say('seeded in %.0f s (%d MB)' % (seconds, self.pg.size_bytes(
                 self.spec.database) / 1e6))
@@ -399,6 +411,7 @@ class Bench:
                for s in scenarios for c in s.criteria):
             if self.pg.pgbench_init(self.pgbench_db, self.options.pgbench_scale,
                                     self.pgbench_log):
+                self.created_databases.append(self.pgbench_db)
                 self.say('initialized %s (pgbench -i -s %d)'
                          % (self.pgbench_db, self.options.pgbench_scale))
             self.prepared['pgbench_database'] = self.pgbench_db
@@ -507,8 +520,27 @@ class Bench:
                 self.pg.drop(self.run_db)
             except Exception as exc:
                 self.say('could not drop %s: %s' % (self.run_db, exc))
+        self._drop_or_report_kept()
         self.wrk_log.close()
         self.pgbench_log.close()
+
+    def _drop_or_report_kept(self):
+        kept = []
+        for name in (self.spec.database, self.pgbench_db):
+            try:
+                if not self.pg.exists(name):
+                    continue
+                if self.options.quick and name in self.created_databases:
+                    self.pg.drop(name)
+                    self.say('dropped %s (made by this quick run)' % name)
+                    continue
+                kept.append('%s (%d MB)' % (name, self.pg.size_bytes(name) / 1e6))
+            except Exception as exc:
+                self.say('could not look at %s: %s' % (name, exc))
+        if kept:
+            self.say('kept on the server for the next run: %s; '
+                     '`python -m bench --drop-databases` drops every benchmark database'
+                     % ', '.join(kept))
 
     # -- measurements --------------------------------------------------
 
@@ -535,6 +567,11 @@ class Bench:
             return self.pg.pgbench_run(self.pgbench_db, self.options.connections,
                                        self.options.threads, self.options.duration,
                                        self.pgbench_log)
+        if name == 'ledger_post_pgbench':
+            return self.pg.pgbench_run(self.run_db, self.options.connections,
+                                       self.options.threads, self.options.duration,
+                                       self.pgbench_log, script=LEDGER_POST_SCRIPT,
+                                       variables={'accounts': self.spec.accounts})
         if name == 'transfer':
             return self._wrk('transfer.lua', [accounts], duration)
         if name == 'hot_transfer':

@@ -353,9 +353,14 @@ BUSY_OPENING_CENTS = 100_000_000_000               # 1,000,000,000.00
 BUSY_ENTRIES_STEP = datetime.timedelta(microseconds=500)
 
 
+# Scenario 9 creates its members right after the hot account, one per repeat.
+BUSY_ACCOUNT_OFFSET = 1001
+
+
 def busy_account(spec):
-    """The account scenario 12 makes busy: the first id after the hot account."""
-    return spec.accounts + 2
+    """The account scenario 12 makes busy: clear of the hot account and of the
+    members scenario 9 creates after it."""
+    return spec.accounts + BUSY_ACCOUNT_OFFSET
 
 
 def load_busy_account(pg, database, spec, entries, log=None):
