@@ -386,8 +386,10 @@ def load_busy_account(pg, database, spec, entries, log=None):
         posting_before = cursor.fetchone()[0]
 
         generator = _Generator(spec._replace(rng_seed=spec.rng_seed + 12))
-        generator.balance.append(0)
-        generator.last_hash.append(GENESIS_HASH)
+        # Room for the busy account's running balance and hash, by id.
+        missing = account + 1 - len(generator.balance)
+        generator.balance.extend([0] * missing)
+        generator.last_hash.extend([GENESIS_HASH] * missing)
         generator.journal_id = journal_before
         generator.posting_id = posting_before
         rng = generator.rng
