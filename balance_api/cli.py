@@ -19,6 +19,7 @@ new, empty ledger.
 import argparse
 import os
 import sys
+import time
 from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
 import peewee
@@ -105,6 +106,15 @@ def describe(settings, db, environ=None):
     return 'balance_api: database %s%s' % (shown, default)
 
 
+def _announce(settings, line):
+    # Under LOG_FORMAT=json (serve's logs) every line on standard error is a JSON object.
+    if getattr(settings, 'log_format', 'text') == 'json':
+        from .web.access_log import iso_time, json_line
+        line = json_line({'time': iso_time(time.time()), 'level': 'INFO',
+                          'logger': 'balance_api', 'message': line})
+    print(line, file=sys.stderr, flush=True)
+
+
 def open_for_command(settings, *, may_create=False, check_schema=True):
     """The database of ``DATABASE_URL``, named on standard error, reachable,
     existing (unless ``may_create``: a SQLite file only; PostgreSQL databases
@@ -116,7 +126,7 @@ def open_for_command(settings, *, may_create=False, check_schema=True):
                            busy_timeout=settings.sqlite_busy_timeout)
     except (ValueError, KeyError) as exc:
         raise CommandError('DATABASE_URL: %s' % exc, USAGE) from None
-    print(describe(settings, db), file=sys.stderr, flush=True)
+    _announce(settings, describe(settings, db))
     probe = db
     if isinstance(db, peewee.SqliteDatabase):
         _check_sqlite_file(db.database, may_create)
