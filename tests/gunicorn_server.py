@@ -84,6 +84,9 @@ class Server:
         self.log.seek(0)
         return self.log.read().decode('utf-8', 'replace')
 
+    # What answers 200 once the server serves: /ready also needs the schema.
+    ready_path = '/ready'
+
     def _wait_ready(self, timeout=30):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -91,7 +94,7 @@ class Server:
                 raise RuntimeError('server exited: %s' % self.log_text())
             try:
                 # Every worker booted, not only the first that answers.
-                if (requests.get(self.url + '/ready', timeout=1).status_code == 200
+                if (requests.get(self.url + self.ready_path, timeout=1).status_code == 200
                         and len(self.worker_pids()) >= self.workers):
                     return
             except requests.ConnectionError:

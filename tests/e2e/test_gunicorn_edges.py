@@ -18,6 +18,7 @@ import pytest
 from gunicorn.config import Config
 from gunicorn.workers.sync import SyncWorker
 
+from balance_api import __version__
 from balance_api.web import middleware, server as service
 from balance_api.storage.db import open_database
 from balance_api.web.middleware import keep_connections
@@ -26,6 +27,8 @@ from conftest import PG_URL, _with_database
 from gunicorn_server import ROOT, Server, _free_port
 from helpers import ERRORS
 
+# What GET /health answers.
+HEALTH = {'status': 'ok', 'version': __version__}
 # An error-log line: gunicorn's format, time, pid and level first.
 ERROR_LINE = re.compile(r'^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}\] \[\d+\] \[(\w+)\] ')
 
@@ -206,7 +209,7 @@ def test_http11_without_host_is_540_and_http10_is_served(server):
     assert (status, json.loads(body)['code']) == (400, 540)
     assert headers['x-request-id']
     status, _, body = parse(exchange(server, b'GET /health HTTP/1.0\r\n\r\n'))
-    assert (status, json.loads(body)) == (200, {'status': 'ok'})
+    assert (status, json.loads(body)) == (200, HEALTH)
 
 
 def test_repeated_idempotency_key_header_is_519(server):
@@ -226,7 +229,7 @@ def test_head_is_answered_without_a_body(server):
     status, headers, body = parse(answer)
     assert (status, body) == (200, b'')
     assert headers['content-type'] == 'application/json'
-    assert int(headers['content-length']) == len(b'{"status": "ok"}')
+    assert int(headers['content-length']) == len(json.dumps(HEALTH).encode())
 
 
 # -- what reaches the logs ---------------------------------------------------------
@@ -242,7 +245,8 @@ def test_control_characters_from_the_client_are_escaped_in_the_access_log(server
     text = log_since(server, start, lambda text: quoted in text)
     lines = [line for line in text.splitlines() if quoted in line]
     assert len(lines) == 1, text
-    assert re.search(r'"GET /health HTTP/1\.1" 200 16 "-" "evil\\x85forged \\x9b\[31m" '
+    assert re.search(r'"GET /health HTTP/1\.1" 200 %d "-" "evil' % len(json.dumps(HEALTH))
+                     + r'\\x85forged \\x9b\[31m" '
                      r'\d+\.\d{6} %s$' % re.escape(quoted), lines[0]), lines[0]
     assert lines[0].isascii() and lines[0].isprintable()
 
@@ -251,6 +255,9 @@ def test_control_characters_from_the_client_are_escaped_in_the_access_log(server
 
 class GunicornCommand(Server):
     """The service started as ``gunicorn -c gunicorn.conf.py wsgi:application``."""
+
+    # Started on a database nobody migrated: /ready says so (541), /health serves.
+    ready_path = '/health'
 
     def __init__(self, database_url, workers=2):
         self.port = _free_port()

@@ -243,6 +243,10 @@ def test_nginx_in_front_of_gunicorn(database_url, tmp_path):
         response = requests.get(proxy + '/health', timeout=10)
         given = response.headers['X-Request-ID']
         assert re.fullmatch('[0-9a-f]{32}', given), given
+        # nginx writes the line as the request ends, which may be just after the answer.
+        deadline = time.monotonic() + 5
+        while ('id=%s' % given) not in nginx.access_log() and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert ('id=%s' % given) in nginx.access_log()
     finally:
         stop.set()
