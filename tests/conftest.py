@@ -14,6 +14,7 @@ everyone else using it, so they run only with
 BALANCE_API_TEST_RESTART_POSTGRES=1 (set by CI) and are skipped otherwise.
 """
 import os
+import shutil
 import uuid
 from urllib.parse import urlparse, urlunparse
 
@@ -29,6 +30,17 @@ from gunicorn_server import ROOT, Server, bearer, create_key_in
 ADMIN_KEY_NAME = 'test-admin'
 
 REQUIRE_POSTGRES = os.environ.get('BALANCE_API_REQUIRE_POSTGRES') == '1'
+
+
+def nginx_binary():
+    """nginx, for the tests that put it in front of the service: a skip without
+    it, a failure in CI (where .ci/run installs it)."""
+    found = shutil.which('nginx') or shutil.which('nginx', path='/usr/sbin:/usr/local/sbin')
+    if found is None:
+        if REQUIRE_POSTGRES:
+            pytest.fail('nginx is required in CI but is not installed')
+        pytest.skip('nginx is not installed')
+    return found
 RESTART_POSTGRES_VARIABLE = 'BALANCE_API_TEST_RESTART_POSTGRES'
 # Every server has it, unlike a database named after the suite or its user.
 MAINTENANCE_DATABASE = 'postgres'

@@ -3,7 +3,6 @@ claimants, and one user's claims racing each other. No code goes to two users, n
 holds two codes, the rest are told the brand ran out, verify passes and no log line
 holds a key. Through nginx too: its logs hold no key either."""
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -18,7 +17,7 @@ from balance_api.config import Settings
 from balance_api.discounts.routes import LEGACY_CLAIM, SECRET_ROUTES
 from balance_api.storage.db import open_database
 from balance_api.web import proxy
-from conftest import REQUIRE_POSTGRES, ROOT
+from conftest import ROOT, nginx_binary
 from gunicorn_server import Server, _free_port, bearer, create_key_in
 
 CLAIMANTS = 64
@@ -129,18 +128,9 @@ def test_claims_racing_for_too_few_codes(server, database_url):
         assert token not in log
 
 
-def _nginx():
-    found = shutil.which('nginx') or shutil.which('nginx', path='/usr/sbin:/usr/local/sbin')
-    if found is None:
-        if REQUIRE_POSTGRES:
-            pytest.fail('nginx is required in CI but is not installed')
-        pytest.skip('nginx is not installed')
-    return found
-
-
 @pytest.mark.parametrize('database_url', ['sqlite'], indirect=True)
 def test_through_nginx_no_log_holds_the_key(database_url, tmp_path):
-    binary = _nginx()
+    binary = nginx_binary()
     server = Server(database_url, workers=2)
     prefix = tmp_path / 'nginx'
     prefix.mkdir()

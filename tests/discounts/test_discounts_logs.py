@@ -4,7 +4,6 @@ parse errors and the nginx configuration write the route's template instead."""
 import datetime
 import json
 import logging
-import shutil
 import socket
 import subprocess
 
@@ -18,6 +17,7 @@ from balance_api.discounts.routes import LEGACY_CLAIM
 from balance_api.web import proxy, secret_paths
 from balance_api.web.access_log import AccessLogger
 from balance_api.web.worker import ApiSyncWorker
+from conftest import nginx_binary
 
 SECRET = 'Zq3vD9xW2mK7pL0aB4nR6tY8uE1iO5sF-_gHjKlMnPQ'
 SPELLINGS = ['/discounts/api/v1.0/get_code/7/%s/3' % SECRET,
@@ -127,9 +127,7 @@ def test_the_proxy_configuration_never_logs_the_path():
 
 
 def test_the_proxy_configuration_is_valid_nginx(tmp_path):
-    nginx = shutil.which('nginx') or shutil.which('nginx', path='/usr/sbin:/usr/local/sbin')
-    if nginx is None:
-        pytest.skip('nginx is not installed')
+    nginx = nginx_binary()
     conf = tmp_path / 'nginx.conf'
     conf.write_text(proxy.render(Settings(), prefix=str(tmp_path),
                                  secret_routes=(LEGACY_CLAIM,)))

@@ -25,7 +25,8 @@ from balance_api.money.verify import verify_ledger
 from balance_api.storage.db import database, open_database
 from balance_api.web.proxy import FAIL_TIMEOUT
 from gunicorn_server import Server, _free_port
-from test_proxy import Nginx, _nginx, _write_config
+from conftest import nginx_binary
+from test_proxy import Nginx, _write_config
 
 USERS = list(range(1, 21))
 OPENING = Decimal('1000.00')
@@ -67,7 +68,7 @@ def _transfer(http, base, sender, receiver, amount, key):
 
 @pytest.mark.parametrize('database_url', ['postgresql'], indirect=True)
 def test_an_instance_dying_mid_traffic_loses_and_doubles_nothing(database_url, tmp_path):
-    binary = _nginx()
+    binary = nginx_binary()
     first = Server(database_url, workers=2)
     second = Server(database_url, workers=2)
     prefix = tmp_path / 'nginx'
@@ -206,7 +207,7 @@ def test_a_request_an_instance_took_is_never_sent_to_another(database_url, tmp_p
     (what existing clients send) that runs it twice. The proxy answers 502
     instead: the outcome is unknown to the client, and the journal has it
     at most once."""
-    binary = _nginx()
+    binary = nginx_binary()
     real = Server(database_url, workers=2)
     setup = requests.Session()
     setup.headers.update(real.headers)

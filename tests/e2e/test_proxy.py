@@ -6,7 +6,6 @@ import datetime
 import io
 import os
 import re
-import shutil
 import socket
 import subprocess
 import threading
@@ -19,7 +18,7 @@ from balance_api.config import Settings
 from balance_api.money.ledger import Ledger
 from balance_api.storage.db import database, open_database
 from balance_api.web.proxy import add_proxy_command
-from conftest import REQUIRE_POSTGRES
+from conftest import nginx_binary
 from gunicorn_server import Server, _free_port
 
 UID = 1
@@ -31,15 +30,6 @@ READ_CHUNK = 1024
 READ_PAUSE = 1.0
 # A normal request through nginx while the slow clients hold on.
 NORMAL_LATENCY = 1.0
-
-
-def _nginx():
-    found = shutil.which('nginx') or shutil.which('nginx', path='/usr/sbin:/usr/local/sbin')
-    if found is None:
-        if REQUIRE_POSTGRES:
-            pytest.fail('nginx is required in CI but is not installed')
-        pytest.skip('nginx is not installed')
-    return found
 
 
 def _fill_history(database_url):
@@ -174,7 +164,7 @@ def _wait_workers_free(server, timeout=20):
 
 @pytest.mark.parametrize('database_url', ['postgresql'], indirect=True)
 def test_nginx_in_front_of_gunicorn(database_url, tmp_path):
-    binary = _nginx()
+    binary = nginx_binary()
     started = time.monotonic()
     _fill_history(database_url)
     fill_seconds = time.monotonic() - started
