@@ -6,6 +6,7 @@ all is well, 1 for a problem found or met, 2 for a usage error, 3 for the
 database (``balance_api.cli``).
 """
 import argparse
+import contextlib
 import csv
 import hashlib
 import io
@@ -93,37 +94,73 @@ def cmd_export(settings, args):
         try:
             key = signing.load_private_key(settings.signing_key_file)
         except signing.SigningKeyMissing as exc:
-            return _fail('export', '%s (a manifest must be signed)' % exc)
+            return _fail('export', '%s (a manifest must be signed)' % exc, cli.USAGE)
+    # Both files are written beside their names and renamed once whole: a
+    # failed export leaves no file that looks like an export, and a path that
+    # cannot be written is refused before the export starts.
     db = _open(settings)
+    files = []
+    for path in (args.output, args.manifest):
+        if not path:
+            continue
+        try:
+            files.append(_PartialFile(path))
+        except OSError as exc:
+            for partial in files:
+                partial.discard()
+            _close(db)
+            return _fail('export', 'cannot write %s: %s' % (path, exc.strerror))
+    output = files[0].handle if args.output else sys.stdout.buffer
     export = run.Export(db, source, found, key)
     interactive = sys.stderr.isatty()
     if interactive:
         export.on_chunk = lambda rows: (sys.stderr.write('\rexported %d rows' % rows),
                                         sys.stderr.flush())
     try:
-        output = open(args.output, 'wb') if args.output else sys.stdout.buffer
-    except OSError as exc:
-        return _fail('export', 'cannot write %s: %s' % (args.output, exc.strerror))
-    try:
         with db.connection_context():
             for chunk in export.chunks():
                 output.write(chunk)
         output.flush()
+        if args.manifest:
+            manifest = files[-1].handle
+            manifest.write(json.dumps(export.manifest, ensure_ascii=False, indent=2)
+                           .encode('utf-8') + b'\n')
+        for partial in files:
+            partial.commit()
+    except OSError as exc:
+        return _fail('export', 'cannot write %s: %s' % (exc.filename or 'the export',
+                                                       exc.strerror))
     finally:
-        if args.output:
-            output.close()
+        for partial in files:
+            partial.discard()
         _close(db)
-    if interactive:
-        sys.stderr.write('\r\033[K')
-    if args.manifest:
-        try:
-            with open(args.manifest, 'w', encoding='utf-8') as handle:
-                json.dump(export.manifest, handle, ensure_ascii=False, indent=2)
-                handle.write('\n')
-        except OSError as exc:
-            return _fail('export', 'cannot write the manifest %s: %s'
-                         % (args.manifest, exc.strerror))
+        if interactive:
+            sys.stderr.write('\r\033[K')
     return 0
+
+
+class _PartialFile:
+    """``path`` written as ``path.partial`` and renamed onto ``path`` by ``commit``."""
+
+    def __init__(self, path):
+        self.path = path
+        self.partial = path + '.partial'
+        self.handle = open(self.partial, 'wb')
+        self.committed = False
+
+    def commit(self):
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        self.handle.close()
+        os.replace(self.partial, self.path)
+        self.committed = True
+
+    def discard(self):
+        if self.committed:
+            return
+        self.handle.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.partial)
 
 
 def cmd_signing_key(settings, args):

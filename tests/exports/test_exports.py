@@ -269,6 +269,38 @@ def test_export_and_verify_export_round_trip(signed, settings, tmp_path, capsys,
     assert 'PROBLEM ledger' in capsys.readouterr().out
 
 
+def test_export_refuses_a_manifest_path_it_cannot_write_before_exporting(
+        signed, settings, tmp_path, capsys):
+    _ledger(signed)
+    out = tmp_path / 'e.csv'
+    assert _cli(settings, 'export', '--date-start', _today(), '--date-end', _today(),
+                '--output', str(out), '--manifest', str(tmp_path / 'missing' / 'm.json')) == 1
+    assert 'cannot write %s' % (tmp_path / 'missing' / 'm.json') in capsys.readouterr().err
+    # Neither the export nor a half-written file is left behind.
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith('e.csv')]
+
+
+def test_export_writes_its_files_whole_under_their_names(signed, settings, tmp_path):
+    _ledger(signed)
+    out, manifest = tmp_path / 'e.jsonl', tmp_path / 'm.json'
+    out.write_bytes(b'an older export')
+    assert _cli(settings, 'export', '--date-start', _today(), '--date-end', _today(),
+                '--format', 'jsonl', '--output', str(out), '--manifest', str(manifest)) == 0
+    rows, last = _jsonl(out.read_text(encoding='utf-8'))
+    assert len(rows) == 11 and last == json.loads(manifest.read_text(encoding='utf-8'))
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith('.partial')]
+
+
+def test_a_signed_export_without_a_signing_key_is_a_usage_error(signed, database_url, tmp_path,
+                                                                 capsys):
+    unsigned = Settings(database_url=database_url, signing_key_file='')
+    for extra in (['--format', 'jsonl'], ['--manifest', str(tmp_path / 'm.json')]):
+        assert _cli(unsigned, 'export', '--date-start', _today(), '--date-end', _today(),
+                    '--output', str(tmp_path / 'e'), *extra) == 2
+        assert 'no signing key is configured' in capsys.readouterr().err
+    assert not (tmp_path / 'e').exists() and not (tmp_path / 'm.json').exists()
+
+
 def test_reconcile_and_signing_key_commands(signed, settings, tmp_path, capsys):
     _ledger(signed)
     assert _cli(settings, 'reconcile', '--date-start', _today(), '--date-end', _today()) == 0
