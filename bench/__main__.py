@@ -44,7 +44,8 @@ def parse_args(argv):
     parser.add_argument('--scenarios', default='all',
                         help='comma-separated numbers or names: 1 transfers, 2 hot-account, '
                              '3 add-sub, 4 balance, 5 history, 6 stream, 7 points, '
-                             '8 points-depth, 9 points-overspend, 10 auth, 11 export (default: all)')
+                             '8 points-depth, 9 points-overspend, 10 auth, 11 export, '
+                             '12 history-uid, 13 discounts (default: all)')
     parser.add_argument('--repeat', type=int, help='runs per figure (default 3)')
     parser.add_argument('--duration', type=float, help='seconds per wrk/pgbench run (default 10)')
     parser.add_argument('--warmup', type=float, help='seconds of warm-up per scenario (default 2)')

@@ -139,6 +139,19 @@ class Postgres:
             time.sleep(0.1)
         return False
 
+    def wait_for_idle(self, name, timeout=10.0):
+        """Wait until no backend of database ``name`` runs a statement or holds a
+        transaction open (a request its client gave up on is still running)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            count = self.scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
+                "AND state IS DISTINCT FROM 'idle' AND pid <> pg_backend_pid()", (name,))
+            if not count:
+                return True
+            time.sleep(0.05)
+        return False
+
     # -- pgbench -------------------------------------------------------
 
     def pgbench_ready(self, name, scale):

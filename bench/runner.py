@@ -6,6 +6,7 @@ always measured in the same run as the scenario itself.
 """
 import calendar
 import collections
+import datetime
 import http.client
 import json
 import os
@@ -16,7 +17,7 @@ import time
 import urllib.request
 from typing import Callable, NamedTuple, Optional, Tuple
 
-from . import points_seed
+from . import discounts, points_seed
 from . import seed as seeding
 from . import wrk
 from .pg import Postgres
@@ -154,6 +155,26 @@ ADD_SUB_RPS = Figure('add_sub', _ok_rps, 'req/s')
 
 EXPORT_FORMATS = ('csv', 'jsonl')
 EXPORT_KEY_FILE = 'export-signing-key.pem'   # in the run's log directory
+
+
+def _codes_per_s(sample):
+    return sample['codes_per_s']
+
+
+def _claim_checks(samples):
+    """The other half of the claim target: every answer a new claim, each with its
+    audit row, no code and no claimant twice."""
+    answered = [s['ok_requests'] for s in samples]
+    claimed = [s['claimed'] for s in samples]
+    # A request wrk stopped waiting for may still have claimed: at most one per connection.
+    counted = all(s['ok_requests'] <= s['claimed'] <= s['ok_requests'] + s['connections']
+                  for s in samples)
+    audited = all(s['claim_audit_rows'] == s['claimed'] == s['claimants'] for s in samples)
+    checks = {'answers/claims': '/'.join('%d/%d' % pair for pair in zip(answered, claimed))}
+    if not audited:
+        checks['claims/audit rows/claimants'] = '/'.join(
+            '%d/%d/%d' % (s['claimed'], s['claim_audit_rows'], s['claimants']) for s in samples)
+    return checks, counted and audited
 
 
 def _export_pick(format, field):
@@ -319,6 +340,27 @@ SCENARIOS = (
                         Figure('history_busy_page', _p50_ms, 'ms'),
                         Figure('history_user_page', _p50_ms, 'ms'), '<=', 3.0)),
              require_clean=True),
+    Scenario(13, 'discounts', 'Discount codes: generation and claims',
+             'POST /discounts/api/v1.0/generate of {codes:,} codes for a new brand (JSON, '
+             'one request, timed to its answer; the brand must then hold that many codes) '
+             'against COPY of as many codes, drawn beforehand as the service draws them, '
+             'into the same table for a brand of its own (codes/s). Claims: GET '
+             '/discounts/{{brand}}/code?user_id=U (the admin key names the user), every '
+             'request a user not asked before, from a brand of its own per run with a code '
+             'for each of {claimants:,} users made for it, against pgbench running the '
+             'service\'s own claim statement (balance_api/discounts/pg_sql.py) on the run '
+             'database with as many clients. Every answer must be a new claim with its '
+             'audit row; also needs zero errors and zero deadlocks.'.format(
+                 codes=discounts.GENERATED_CODES, claimants=discounts.CLAIMANTS),
+             'discount_claim',
+             (Criterion('13-generate', 'discount code generation',
+                        Figure('discount_generate', _codes_per_s, 'codes/s'),
+                        Figure('discount_copy', _codes_per_s, 'codes/s'), '>=', 0.5),
+              Criterion('13-claim', 'discount claims',
+                        Figure('discount_claim', _ok_rps, 'req/s'),
+                        Figure('discount_claim_pgbench', lambda s: s['tps'], 'tps'), '>=',
+                        0.45, checks=_claim_checks)),
+             writes=True, require_clean=True),
 )
 
 
@@ -360,6 +402,9 @@ class Bench:
         self.expected_export = None    # {'rows', 'first_id', 'last_id'} of the export's span
         self.signing_key_file = None
         self.busy = None               # scenario 12's busy account, once loaded
+        self.claimants = None          # scenario 13's claimants, once loaded
+        self.brands = discounts.Brands(self.pg, self.run_db)
+        self.claim_script = None
         self.prepared = {}
         self.service = None
         self.run_db_created = False
@@ -430,6 +475,8 @@ class Bench:
             self._prepare_export()
         if any(s.points for s in scenarios):
             self._prepare_points()
+        if any(s.key == 'discounts' for s in scenarios):
+            self._prepare_discounts()
         self.prepared['prepare_seconds'] = round(time.perf_counter() - started, 1)
 
     def _prepare_export(self):
@@ -486,6 +533,18 @@ class Bench:
             self.say('  %s | %s' % (summary, 'points OK' if ok else 'points BROKEN'))
             if not ok:
                 raise RuntimeError('the loaded points do not verify: %s' % summary)
+
+    def _prepare_discounts(self):
+        """Scenario 13's claimants, written into the run database (COPY)."""
+        self.say('loading %s claimants into %s (bulk COPY)'
+                 % ('{:,}'.format(discounts.CLAIMANTS), self.run_db))
+        with open(os.path.join(self.log_dir, 'seed.log'), 'ab') as log:
+            self.claimants = discounts.load_claimants(self.pg, self.run_db, self.spec,
+                                                      discounts.CLAIMANTS, log=log)
+        self.prepared['discount_claimants'] = self.claimants
+        self.claim_script = discounts.write_claim_script(
+            os.path.join(self.log_dir, 'discount_claim.sql'))
+        self.say('  loaded in %.1f s' % self.claimants['seconds'])
 
     def _copy_template(self):
         self.pg.drop(self.run_db)
@@ -617,6 +676,14 @@ class Bench:
                                                   'max_points=1'], duration)
         if name == 'overspend':
             return self._overspend(self.points.overspend_member(repeat))
+        if name == 'discount_generate':
+            return self._discount_generate()
+        if name == 'discount_copy':
+            return self._discount_copy()
+        if name == 'discount_claim':
+            return self._discount_claim(duration)
+        if name == 'discount_claim_pgbench':
+            return self._discount_claim_pgbench()
         if name == 'copy':
             return self._copy()
         if name == 'stream':
@@ -870,6 +937,71 @@ class Bench:
             'points_drawn': drawn, 'balance_before': before, 'balance_after': after,
             'final_balance': sum(after.values()), 'seconds': seconds,
         }
+
+    def _generated_codes(self):
+        return (discounts.QUICK_GENERATED_CODES if self.options.quick
+                else discounts.GENERATED_CODES)
+
+    def _discount_generate(self):
+        """One generation request for a new brand, timed to its answer."""
+        brand, number = self.brands.new_id(), self._generated_codes()
+        started = time.perf_counter()
+        status, body = self._request('POST', '/discounts/api/v1.0/generate',
+                                     {'brand_id': brand, 'number_of_codes': number},
+                                     timeout=600)
+        seconds = time.perf_counter() - started
+        stored = self.brands.counts(brand)[0]
+        if status != 201 or stored != number:
+            raise RuntimeError('generating %d codes for brand %d answered %s %r; the brand '
+                               'holds %d codes' % (number, brand, status, body, stored))
+        return {'brand_id': brand, 'codes': number, 'seconds': seconds,
+                'codes_per_s': number / seconds}
+
+    def _discount_copy(self):
+        number = self._generated_codes()
+        brand, seconds = self.brands.load(number)
+        stored = self.brands.counts(brand)[0]
+        if stored != number:
+            raise RuntimeError('COPY of %d codes left brand %d with %d' % (number, brand, stored))
+        return {'brand_id': brand, 'codes': number, 'seconds': seconds,
+                'codes_per_s': number / seconds}
+
+    def _discount_claim(self, duration=None):
+        """wrk claiming from a brand of its own, a new claimant every request."""
+        claimants = self.claimants
+        brand, _ = self.brands.load(claimants['count'])
+        threads = max(1, min(self.options.threads, self.options.connections))
+        sample = self._wrk('discount_claim.lua', [
+            'brand=%d' % brand, 'first=%d' % claimants['first'],
+            'count=%d' % claimants['count'], 'threads=%d' % threads], duration)
+        # Every request wrk gave up on has finished on the server by now.
+        self.pg.wait_for_idle(self.run_db)
+        _, claimed, audit_rows, distinct = self.brands.counts(brand)
+        sample.update({'brand_id': brand, 'claimed': claimed, 'claim_audit_rows': audit_rows,
+                       'claimants': distinct})
+        return sample
+
+    def _discount_claim_pgbench(self):
+        """pgbench running the service's claim statement on a brand of its own."""
+        number = max(discounts.PGBENCH_MIN_CODES,
+                     int(self.options.duration * discounts.PGBENCH_CODES_PER_SECOND))
+        brand, _ = self.brands.load(number)
+        now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+        sample = self.pg.pgbench_run(
+            self.run_db, self.options.connections, self.options.threads,
+            self.options.duration, self.pgbench_log, script=self.claim_script,
+            variables={'brand': brand, 'now': now.isoformat(sep=' '),
+                       'key_name': discounts.PGBENCH_KEY_NAME})
+        _, claimed, audit_rows, _ = self.brands.counts(brand)
+        transactions = sample['transactions']
+        # A claimant drawn twice reads the code it holds (one in millions); a brand
+        # out of codes would make every later claim a cheap no-op.
+        if claimed >= number or transactions is None or claimed < 0.999 * transactions \
+                or audit_rows != claimed:
+            raise RuntimeError('pgbench claims: %s transactions, %d claimed of %d codes, %d '
+                               'audit rows' % (transactions, claimed, number, audit_rows))
+        sample.update({'brand_id': brand, 'codes': number, 'claimed': claimed})
+        return sample
 
     def _history_rows_sample(self, requests=40):
         """Rows per answer of the history scenario's requests (a sanity check)."""

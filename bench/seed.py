@@ -246,6 +246,21 @@ def _copy(cursor, table, columns, text):
                        io.StringIO(text), size=COPY_BUFFER)
 
 
+def copy_entries(cursor, generator):
+    """COPY the generator's pending journal entries and postings, if any."""
+    if generator.entries_in_chunk:
+        journal_text, posting_text, _ = generator._flush()
+        _copy(cursor, 'journal_entry', JOURNAL_COLUMNS, journal_text)
+        _copy(cursor, 'posting', POSTING_COLUMNS, posting_text)
+
+
+def reset_sequences(cursor):
+    """Point the journal's and the postings' id sequences past the rows COPY wrote."""
+    for table in ('journal_entry', 'posting'):
+        cursor.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), (SELECT max(id) FROM "
+                       + table + '))', (table,))
+
+
 def _secondary_indexes(cursor, tables):
     """(name, definition) of the plain indexes on ``tables`` (not keys or unique constraints)."""
     cursor.execute(
@@ -324,9 +339,7 @@ def seed(pg, spec, python=sys.executable, log=None, progress=print):
         raise failure[0]
 
     _copy(cursor, 'account', ACCOUNT_COLUMNS, generator.accounts_text())
-    for table in ('journal_entry', 'posting'):
-        cursor.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), (SELECT max(id) FROM "
-                       + table + '))', (table,))
+    reset_sequences(cursor)
     progress('  rows loaded in %.0f s; building indexes' % (time.perf_counter() - started))
     for _, definition in indexes:
         cursor.execute(definition)
@@ -408,21 +421,14 @@ def load_busy_account(pg, database, spec, entries, log=None):
                 generator._entry(moment, 'balance_sub', EXTERNAL, account, cents,
                                  [(account, -cents), (EXTERNAL, cents)])
             if generator.entries_in_chunk >= CHUNK_ENTRIES:
-                journal_text, posting_text, _ = generator._flush()
-                _copy(cursor, 'journal_entry', JOURNAL_COLUMNS, journal_text)
-                _copy(cursor, 'posting', POSTING_COLUMNS, posting_text)
-        if generator.entries_in_chunk:
-            journal_text, posting_text, _ = generator._flush()
-            _copy(cursor, 'journal_entry', JOURNAL_COLUMNS, journal_text)
-            _copy(cursor, 'posting', POSTING_COLUMNS, posting_text)
+                copy_entries(cursor, generator)
+        copy_entries(cursor, generator)
         cursor.execute(
             'INSERT INTO account (id, balance, last_hash, created_at, last_posted_at) '
             'VALUES (%s, %s, %s, %s, %s)',
             (account, _money(generator.balance[account]), generator.last_hash[account],
              spec.end + datetime.timedelta(hours=1), moment))
-        for table in ('journal_entry', 'posting'):
-            cursor.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), (SELECT max(id) "
-                           'FROM ' + table + '))', (table,))
+        reset_sequences(cursor)
         conn.commit()
         conn.autocommit = True
         cursor.execute('ANALYZE journal_entry')
