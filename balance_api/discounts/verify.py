@@ -23,7 +23,7 @@ from typing import List, NamedTuple, Optional
 from peewee import JOIN, Expression, fn
 
 from ..findings import Findings, stream
-from ..storage.db import is_postgres
+from ..storage.db import is_postgres, read_snapshot
 from . import codes
 from .models import CLAIM, GENERATE, DiscountAudit, DiscountBrand, DiscountCode
 
@@ -58,9 +58,7 @@ class DiscountReport(NamedTuple):
 def verify_discounts(db, max_problems=1000):
     """Check every code, claim and audit row, in one snapshot."""
     problem = Findings(DiscountProblem, max_problems)
-    with db.atomic():
-        if is_postgres(db):
-            db.execute_sql('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY')
+    with read_snapshot(db):
         brands = DiscountBrand.select().count()
         code_count, claimed = DiscountCode.select(
             fn.COUNT(DiscountCode.id), fn.COUNT(DiscountCode.user_id)).tuples().get()

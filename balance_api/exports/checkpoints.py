@@ -66,7 +66,7 @@ from ..money.models import EXTERNAL_ACCOUNT_ID, Account, JournalEntry, Posting
 from ..points.chain import GENESIS_HASH as POINTS_GENESIS_HASH
 from ..points.chain import entry_hash
 from ..points.models import PointsBalance, PointsClub, PointsDraw, PointsEntry, PointsMember
-from ..storage.db import database, is_postgres, write_transaction
+from ..storage.db import database, is_postgres, read_snapshot, write_transaction
 from ..storage.models import BaseModel
 from . import signing
 
@@ -132,13 +132,10 @@ def line_hash(line):
 def read_state(db):
     """Everything a checkpoint records but its place in the file, read in one
     snapshot: ``taken_at`` (naive UTC), totals, accounts and points members."""
-    with _bound(db), db.atomic():
-        if is_postgres(db):
-            db.execute_sql('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY')
-            taken_at = db.execute_sql("SELECT now() AT TIME ZONE 'UTC'").fetchone()[0]
-        else:
-            # A deferred transaction: SQLite's snapshot starts with its first read.
-            taken_at = utc_now()
+    with _bound(db), read_snapshot(db):
+        # SQLite's snapshot starts with its first read, which comes next.
+        taken_at = (db.execute_sql("SELECT now() AT TIME ZONE 'UTC'").fetchone()[0]
+                    if is_postgres(db) else utc_now())
         latest = (Posting.select(Posting.account.alias('account_id'),
                                  fn.MAX(Posting.id).alias('last_id'))
                   .group_by(Posting.account).alias('latest'))
@@ -424,9 +421,7 @@ def check_against(db, path, public_key=None):
         problems.append(CheckpointProblem(kind, detail, account_id))
 
     records = _read_file(path, public_key, problem)
-    with _bound(db), db.atomic():
-        if is_postgres(db):
-            db.execute_sql('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY')
+    with _bound(db), read_snapshot(db):
         _check_accounts(db, records, problem)
         _check_members(db, records, problem)
         _check_totals(records, problem)

@@ -6,10 +6,8 @@ the expressions that have the server render each exported line.
 """
 from peewee import SQL, Case, Function, NodeList, Value, fn
 
+from ..storage.db import READ_ONLY_SNAPSHOT
 from . import formats
-
-# The whole export (rows and manifest figures) reads one snapshot and writes nothing.
-READ_ONLY_SNAPSHOT = 'SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY'
 
 # The first statement of the snapshot: the snapshot is taken as it starts,
 # and it reads the server's clock then.
@@ -17,7 +15,8 @@ SNAPSHOT_TIME = "SELECT clock_timestamp() AT TIME ZONE 'UTC'"
 
 
 def begin_snapshot(db):
-    """Make the open transaction a read-only snapshot; returns its time (naive UTC).
+    """Make the open transaction a read-only snapshot (the whole export, rows and
+    manifest figures, reads one and writes nothing); returns its time (naive UTC).
 
     Call it first in the transaction (``SET TRANSACTION`` must precede any
     query).

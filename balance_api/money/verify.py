@@ -16,7 +16,7 @@ from typing import List, NamedTuple, Optional
 from peewee import JOIN
 
 from ..findings import Findings, Progress, stream
-from ..storage.db import is_postgres
+from ..storage.db import read_snapshot
 from .amounts import ZERO, format_amount
 from .chain import GENESIS_HASH, posting_hash
 from .models import EXTERNAL_ACCOUNT_ID, Account, JournalEntry, LedgerRuleStart, Posting
@@ -60,10 +60,7 @@ def verify_ledger(db, progress=None, max_problems=1000, progress_every=PROGRESS_
         raise ValueError('progress_every must be positive')
     problem = Findings(Problem, max_problems)
     tick = Progress(progress, progress_every)
-    with db.atomic():
-        # One snapshot for every pass (PostgreSQL: REPEATABLE READ).
-        if is_postgres(db):
-            db.execute_sql('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY')
+    with read_snapshot(db):   # one snapshot for every pass
         accounts, postings = _check_accounts(db, problem, tick)
         entries = _check_entries(db, problem, tick)
     return Report(accounts, postings, entries, problem.listed, problem.unlisted)

@@ -19,7 +19,7 @@ from typing import List, NamedTuple, Optional
 from peewee import JOIN, fn
 
 from ..findings import Findings, stream
-from ..storage.db import is_postgres
+from ..storage.db import read_snapshot
 from .chain import GENESIS_HASH, entry_hash
 from .models import PointsBalance, PointsClub, PointsDraw, PointsEntry, PointsMember
 
@@ -78,9 +78,7 @@ def verify_points(db, progress=None, max_problems=1000, progress_every=PROGRESS_
     if progress_every < 1:
         raise ValueError('progress_every must be positive')
     problem = Findings(PointsProblem, max_problems)
-    with db.atomic():
-        if is_postgres(db):
-            db.execute_sql('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY')
+    with read_snapshot(db):
         counts = _check_members(db, problem, progress, progress_every)
         _check_orphan_draws(db, problem)
     return PointsReport(*counts, problem.listed, problem.unlisted)

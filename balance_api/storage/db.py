@@ -179,6 +179,21 @@ def write_transaction(db):
     return db.atomic()
 
 
+# A transaction that reads one snapshot of every table and writes nothing.
+READ_ONLY_SNAPSHOT = 'SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY'
+
+
+@contextlib.contextmanager
+def read_snapshot(db):
+    """One transaction whose reads all see the same moment: on PostgreSQL
+    REPEATABLE READ and READ ONLY; on SQLite a deferred transaction, whose
+    snapshot starts with its first read."""
+    with db.atomic():
+        if is_postgres(db):
+            db.execute_sql(READ_ONLY_SNAPSHOT)
+        yield
+
+
 @contextlib.contextmanager
 def _migration_lock(db):
     """Serialize migrations between processes started at the same time."""
