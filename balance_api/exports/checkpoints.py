@@ -28,21 +28,28 @@ posting the checkpoint names, and the check sees it.
 
 Record format (every line; keys are sorted in the signed bytes)::
 
-    {"format": "balance_api checkpoint 1",
+    {"format": "balance_api checkpoint 2",
      "sequence": 7,                       # 1 for the file's first line
      "taken_at": "2026-01-31T23:00:00.123456Z",
      "previous_line_sha256": "<64 hex>" or null (first line),
      "totals": {"accounts": 2, "balance_sum": "144.01", "journal_max_id": 9,
-                "points_members": 1, "points_sum": 5300, "points_entry_max_id": 6},
+                "points_members": 1, "points_sum": 5300, "points_entry_max_id": 6,
+                "discount_brands": 1, "discount_audit_max_id": 40},
      "accounts": [{"id": 1, "balance": "89.00", "last_hash": "<64 hex>",
                    "last_posting_id": 12}, ...],
      "points_members": [{"member_id": 21, "last_hash": "<64 hex>",
                          "last_entry_id": 6, "points": 5300}, ...],
+     "discount_brands": [{"brand_id": 1, "last_audit_id": 40, "audit_rows": 7,
+                          "generated": 100, "claimed": 6, "audit_sha256": "<64 hex>"}, ...],
      "signature": {"algorithm": "Ed25519", "public_key": "<base64>", "value": "<base64>"}}
 
 ``accounts`` are the users' accounts (deleted ones included), not the
 external counterparty 0, whose legs are not chained and whose balance is
 implied; every deposit and withdrawal has a user leg, which is checkpointed.
+``discount_brands`` pin every brand's audit rows (``checkpoint_discounts``).
+Format 1, written before the discount codes were checkpointed, has neither
+``discount_brands`` nor their two totals; its records are checked for the
+rest.
 """
 import contextlib
 import datetime
@@ -68,9 +75,11 @@ from ..points.chain import entry_hash
 from ..points.models import PointsBalance, PointsClub, PointsDraw, PointsEntry, PointsMember
 from ..storage.db import database, is_postgres, read_snapshot, write_transaction
 from ..storage.models import BaseModel
-from . import signing
+from . import checkpoint_discounts, signing
 
-FORMAT = 'balance_api checkpoint 1'
+FORMAT = 'balance_api checkpoint 2'
+# Records without the discount codes, from before they were checkpointed.
+FORMAT_WITHOUT_DISCOUNTS = 'balance_api checkpoint 1'
 FILE_ENV = 'CHECKPOINT_FILE'
 DEFAULT_FILE = 'checkpoints.jsonl'
 # Bytes read at a time when looking for the last line of the file.
@@ -96,7 +105,7 @@ class Checkpoint(BaseModel):
 
 
 _MODELS = [Account, JournalEntry, Posting, PointsBalance, PointsClub, PointsDraw, PointsEntry,
-           PointsMember, Checkpoint]
+           PointsMember, Checkpoint] + checkpoint_discounts.MODELS
 
 
 class CheckpointProblem(NamedTuple):
@@ -131,7 +140,8 @@ def line_hash(line):
 
 def read_state(db):
     """Everything a checkpoint records but its place in the file, read in one
-    snapshot: ``taken_at`` (naive UTC), totals, accounts and points members."""
+    snapshot: ``taken_at`` (naive UTC), totals, accounts, points members and
+    discount brands."""
     with _bound(db), read_snapshot(db):
         # SQLite's snapshot starts with its first read, which comes next.
         taken_at = (db.execute_sql("SELECT now() AT TIME ZONE 'UTC'").fetchone()[0]
@@ -169,11 +179,13 @@ def read_state(db):
                             'last_entry_id': last_id, 'points': int(points or 0)})
         points_sum = int(PointsBalance.select(fn.SUM(PointsBalance.balance)).scalar() or 0)
         points_entry_max_id = PointsEntry.select(fn.MAX(PointsEntry.id)).scalar()
+        brands, discount_audit_max_id = checkpoint_discounts.read_brands(db)
     totals = {'accounts': len(accounts), 'balance_sum': format_amount(balance_sum),
               'journal_max_id': journal_max_id, 'points_members': len(members),
-              'points_sum': points_sum, 'points_entry_max_id': points_entry_max_id}
+              'points_sum': points_sum, 'points_entry_max_id': points_entry_max_id,
+              'discount_brands': len(brands), 'discount_audit_max_id': discount_audit_max_id}
     return {'taken_at': _timestamp(taken_at), 'totals': totals, 'accounts': accounts,
-            'points_members': members}
+            'points_members': members, 'discount_brands': brands}
 
 
 def _last_line(descriptor):
@@ -261,7 +273,8 @@ def take_checkpoint(db, private_key, path, warn=None):
         document = {'format': FORMAT, 'sequence': sequence, 'taken_at': state['taken_at'],
                     'previous_line_sha256': None if previous is None else line_hash(previous),
                     'totals': state['totals'], 'accounts': state['accounts'],
-                    'points_members': state['points_members']}
+                    'points_members': state['points_members'],
+                    'discount_brands': state['discount_brands']}
         record = signing.sign(private_key, document)
         line = signing.canonical(record)
         _write_all(descriptor, line + b'\n')
@@ -341,10 +354,11 @@ def cmd_checkpoint(settings, args):
         return cli.DATABASE
     totals = record['totals']
     print('checkpoint %d at %s: %d accounts holding %s, journal up to %s; %d points members '
-          'holding %d; appended to %s' % (
+          'holding %d; %d discount brands, audit rows up to %s; appended to %s' % (
               record['sequence'], record['taken_at'], totals['accounts'],
               totals['balance_sum'], totals['journal_max_id'] or 0, totals['points_members'],
-              totals['points_sum'], path))
+              totals['points_sum'], totals['discount_brands'],
+              totals['discount_audit_max_id'] or 0, path))
     return 0
 
 
@@ -380,9 +394,9 @@ def _amount(value):
 
 
 def _expectations(record):
-    """``(accounts, members, totals)`` of a record: what the ledger must still extend.
-    Raises ValueError or KeyError or TypeError on a malformed record."""
-    if record.get('format') != FORMAT:
+    """``(accounts, members, brands, totals)`` of a record: what the ledger must
+    still extend. Raises ValueError or KeyError or TypeError on a malformed record."""
+    if record.get('format') not in (FORMAT, FORMAT_WITHOUT_DISCOUNTS):
         raise ValueError('format %r' % (record.get('format'),))
     accounts = []
     for account in record['accounts']:
@@ -396,9 +410,14 @@ def _expectations(record):
         members.append((_id(member['member_id']), _id(member['last_entry_id'], nullable=True),
                         _hash_text(member['last_hash'])))
     totals = record['totals']
-    return accounts, members, {
+    brands, discount_audit_max_id = [], None
+    if record['format'] == FORMAT:
+        brands = checkpoint_discounts.expectations(record['discount_brands'])
+        discount_audit_max_id = _id(totals['discount_audit_max_id'], nullable=True)
+    return accounts, members, brands, {
         'journal_max_id': _id(totals['journal_max_id'], nullable=True),
-        'points_entry_max_id': _id(totals['points_entry_max_id'], nullable=True)}
+        'points_entry_max_id': _id(totals['points_entry_max_id'], nullable=True),
+        'discount_audit_max_id': discount_audit_max_id}
 
 
 def check_against(db, path, public_key=None):
@@ -411,8 +430,9 @@ def check_against(db, path, public_key=None):
     account and points member still exists, that the posting (entry) the
     checkpoint names as its newest still has exactly the checkpointed hash,
     still belongs to it and still hashes to it, and that every posting
-    (entry) after it still chains; that the journal and the points entries
-    reach at least as far; and that the file and the ``checkpoint`` table
+    (entry) after it still chains; that every checkpointed discount brand's
+    audit rows up to its newest are still the ones signed; that the journal,
+    the points entries and the discount audit rows reach at least as far; and that the file and the ``checkpoint`` table
     hold the same checkpoints. Returns a list of ``CheckpointProblem``.
     """
     problems = []
@@ -424,6 +444,8 @@ def check_against(db, path, public_key=None):
     with _bound(db), read_snapshot(db):
         _check_accounts(db, records, problem)
         _check_members(db, records, problem)
+        checkpoint_discounts.check_brands(
+            db, [(record.label, record.brands) for record in records], problem)
         _check_totals(records, problem)
         _check_table(records, problem)
     return problems
@@ -435,6 +457,7 @@ class _Record(NamedTuple):
     taken_at: Optional[datetime.datetime]
     accounts: list
     members: list
+    brands: list
     totals: dict
 
 
@@ -499,13 +522,14 @@ def _read_file(path, public_key, problem):
                             '%s was signed with %s (give the public key to check both with)'
                             % (label, named_key, first_key[1], first_key[0]))
             try:
-                accounts, members, totals = _expectations(record)
+                accounts, members, brands, totals = _expectations(record)
                 taken_at = _parse_time(record['taken_at'])
             except (ValueError, KeyError, TypeError) as exc:
                 problem('checkpoint file', '%s (line %d of %s) is not a checkpoint record: %s'
                         % (label, number, path, exc))
                 continue
-            records.append(_Record(label, digest, taken_at, accounts, members, totals))
+            records.append(_Record(label, digest, taken_at, accounts, members, brands,
+                                   totals))
     return records
 
 
@@ -755,12 +779,15 @@ def _missing_entries(member_id, wanted, found, problem):
 def _check_totals(records, problem):
     journal_max_id = JournalEntry.select(fn.MAX(JournalEntry.id)).scalar()
     points_max_id = PointsEntry.select(fn.MAX(PointsEntry.id)).scalar()
+    audit_max_id = checkpoint_discounts.newest_audit_id()
     for record in records:
         for name, now, what in (('journal_max_id', journal_max_id, 'journal entry'),
-                                ('points_entry_max_id', points_max_id, 'points entry')):
+                                ('points_entry_max_id', points_max_id, 'points entry'),
+                                ('discount_audit_max_id', audit_max_id,
+                                 'discount audit row')):
             then = record.totals[name]
             if then is not None and (now is None or now < then):
-                problem('checkpoint gone', '%s reaches %s %d; the newest now is %s (entries '
+                problem('checkpoint gone', '%s reaches %s %d; the newest now is %s (rows '
                         'were removed)' % (record.label, what, then,
                                            'none' if now is None else now))
 

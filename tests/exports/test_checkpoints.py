@@ -11,6 +11,8 @@ import falcon.testing
 import pytest
 
 from balance_api.config import Settings
+from balance_api.discounts.models import DiscountAudit, DiscountBrand, DiscountCode
+from balance_api.discounts.verify import verify_discounts
 from balance_api.exports import checkpoints, signing
 from balance_api.exports.checkpoints import Checkpoint, check_against, take_checkpoint
 from balance_api.money.models import EXTERNAL_ACCOUNT_ID, Account, JournalEntry, Posting
@@ -104,8 +106,8 @@ def test_a_checkpoint_records_every_account_and_member_signed(db, key, path, tra
     [line] = lines(path)
     assert json.loads(line) == record
     assert set(record) == {'format', 'sequence', 'taken_at', 'previous_line_sha256', 'totals',
-                           'accounts', 'points_members', 'signature'}
-    assert record['format'] == 'balance_api checkpoint 1'
+                           'accounts', 'points_members', 'discount_brands', 'signature'}
+    assert record['format'] == 'balance_api checkpoint 2'
     assert record['sequence'] == 1 and record['previous_line_sha256'] is None
     assert signing.verify(record, signing.public_key_text(key))
     with db.connection_context():
@@ -123,7 +125,9 @@ def test_a_checkpoint_records_every_account_and_member_signed(db, key, path, tra
     assert all(AMOUNT_FORMAT.fullmatch(account['balance']) for account in record['accounts'])
     assert record['totals'] == {'accounts': 3, 'balance_sum': '150.99',
                                 'journal_max_id': journal_max, 'points_members': 1,
-                                'points_sum': 20, 'points_entry_max_id': 2}
+                                'points_sum': 20, 'points_entry_max_id': 2,
+                                'discount_brands': 0, 'discount_audit_max_id': None}
+    assert record['discount_brands'] == []
     [member] = record['points_members']
     assert member['member_id'] == 1 and member['last_entry_id'] == 2 and member['points'] == 20
     assert len(stored) == 1
@@ -232,6 +236,126 @@ def test_a_rewritten_points_entry_is_caught(db, key, path, traffic):
     problems = check(db, path)
     assert [(p.kind, p.account_id) for p in problems] == [('checkpoint rewritten', 1)]
     assert problems[0].detail.startswith('points member 1 entry 2')
+
+
+# -- discount codes ----------------------------------------------------------------
+
+@pytest.fixture
+def codes(client, traffic):
+    """Brand 1 with 10 codes, users 1 and 2 holding one each; brand 2 with 5 codes."""
+    def claim_for(uid, brand_id=1):
+        answer = client.simulate_get('/discounts/%d/code' % brand_id,
+                                     query_string='user_id=%d' % uid)
+        assert answer.status_code == 200, answer.text
+        return answer.json['code']
+    generate(client, 1, 10)
+    generate(client, 2, 5)
+    claim_for(1)
+    claim_for(2)
+    return claim_for
+
+
+def generate(client, brand_id, number):
+    answer = client.simulate_post('/discounts/api/v1.0/generate',
+                                  json={'brand_id': brand_id, 'number_of_codes': number})
+    assert answer.status_code == 201, answer.text
+
+
+def _audit_ids(db, brand_id):
+    with db.connection_context():
+        return [row.id for row in DiscountAudit.select().where(DiscountAudit.brand == brand_id)
+                .order_by(DiscountAudit.id)]
+
+
+def test_every_discount_brand_is_checkpointed(db, key, path, codes):
+    record = take(db, key, path)
+    first, second = record['discount_brands']
+    ids = _audit_ids(db, 1)
+    assert {name: first[name] for name in first if name != 'audit_sha256'} == {
+        'brand_id': 1, 'last_audit_id': ids[-1], 'audit_rows': 3, 'generated': 10,
+        'claimed': 2}
+    assert (second['brand_id'], second['audit_rows'], second['generated'],
+            second['claimed']) == (2, 1, 5, 0)
+    assert len(first['audit_sha256']) == 64 and first['audit_sha256'] != second['audit_sha256']
+    assert record['totals']['discount_brands'] == 2
+    assert record['totals']['discount_audit_max_id'] == max(ids[-1], _audit_ids(db, 2)[-1])
+    codes(3)
+    generate_more = take(db, key, path)['discount_brands'][0]
+    assert (generate_more['audit_rows'], generate_more['claimed']) == (4, 3)
+    assert check(db, path, signing.public_key_text(key)) == []
+
+
+def test_a_claim_removed_with_its_audit_row_passes_verify_and_fails_the_checkpoint(
+        db, key, path, codes):
+    take(db, key, path)
+    codes(3)   # after the checkpoint: not what it pinned, but the rows it pinned must stay
+    with db.connection_context(), db.atomic():
+        held = DiscountCode.get((DiscountCode.brand == 1) & (DiscountCode.user_id == 1))
+        DiscountCode.update(user_id=None, claim=None, claimed_at=None).where(
+            DiscountCode.id == held.id).execute()
+        DiscountAudit.delete().where(DiscountAudit.id == held.claim_id).execute()
+    with db.connection_context():
+        assert verify_discounts(db).ok
+    problems = check(db, path)
+    assert [p.kind for p in problems] == ['checkpoint rewritten']
+    assert problems[0].detail.startswith('discount brand 1 up to audit row ')
+    assert 'audit_rows 2, claimed 1, audit_rows 3, claimed 2 in checkpoint 1' in \
+        problems[0].detail
+
+
+def test_a_claim_given_to_another_user_in_its_code_and_audit_row_is_caught(db, key, path,
+                                                                            codes):
+    take(db, key, path)
+    with db.connection_context(), db.atomic():
+        DiscountCode.update(user_id=4).where(
+            (DiscountCode.brand == 1) & (DiscountCode.user_id == 2)).execute()
+        DiscountAudit.update(user_id=4).where(
+            (DiscountAudit.brand == 1) & (DiscountAudit.user_id == 2)).execute()
+    with db.connection_context():
+        assert verify_discounts(db).ok
+    problems = check(db, path)
+    assert [p.kind for p in problems] == ['checkpoint rewritten']
+    assert 'are not the ones checkpoint 1' in problems[0].detail
+
+
+def test_a_checkpointed_brands_newest_audit_row_that_is_gone_is_named(db, key, path, codes):
+    record = take(db, key, path)
+    newest = record['discount_brands'][1]['last_audit_id']
+    with db.connection_context(), db.atomic():
+        DiscountCode.delete().where(DiscountCode.brand == 2).execute()
+        DiscountAudit.delete().where(DiscountAudit.id == newest).execute()
+        DiscountBrand.delete().where(DiscountBrand.id == 2).execute()
+    with db.connection_context():
+        assert verify_discounts(db).ok
+    details = [(p.kind, p.detail) for p in check(db, path)]
+    assert ('checkpoint gone', 'discount brand 2: audit row %d, its newest in checkpoint 1 of '
+            '%s, no longer exists (or now belongs to another brand)'
+            % (newest, record['taken_at'])) in details
+
+
+def test_a_record_from_before_discounts_were_checkpointed_is_still_checked(db, key, path,
+                                                                           codes, traffic):
+    record = take(db, key, path)
+    document = {name: value for name, value in record.items()
+                if name not in ('signature', 'discount_brands')}
+    document['format'] = 'balance_api checkpoint 1'
+    document['totals'] = {name: value for name, value in record['totals'].items()
+                          if not name.startswith('discount_')}
+    older = signing.sign(key, document)
+    line = signing.canonical(older)
+    write_lines(path, [line])
+    with db.connection_context():
+        Checkpoint.delete().execute()
+        checkpoints._store(db, older, line)
+    traffic()
+    assert check(db, path) == []
+    with db.connection_context():
+        DiscountAudit.update(user_id=4).where(DiscountAudit.user_id == 2).execute()
+    assert check(db, path) == []   # format 1 pinned no discount codes
+    with db.connection_context():
+        Posting.update(hash='f' * 64).where(
+            Posting.id == record['accounts'][2]['last_posting_id']).execute()
+    assert 'checkpoint rewritten' in [p.kind for p in check(db, path)]
 
 
 # -- the file's own integrity ----------------------------------------------------
