@@ -4,7 +4,7 @@ import logging
 from ..storage.db import open_for_request
 from ..web import metrics, secret_paths
 from ..web.access_log import KEY_NAME_ENVIRON
-from ..web.middleware import release_connection
+from ..web.middleware import falcon_answers_options, release_connection
 from ..web.log_text import quoted_log_field
 from . import errors, permits
 from .caller import Caller
@@ -45,12 +45,6 @@ def _not_a_method_of_a_path_key_route(resource, method):
             and not hasattr(resource, 'on_' + method.lower()))
 
 
-def _falcon_options(resource, method):
-    # Falcon's own OPTIONS answer (the route's methods in Allow, as the
-    # public API document states them): what a browser's CORS preflight asks.
-    return method == 'OPTIONS' and not hasattr(resource, 'on_options')
-
-
 class Authentication:
     """Verify the request's key and the permit its operation needs.
 
@@ -63,7 +57,7 @@ class Authentication:
         self.authenticator = authenticator
 
     def process_resource(self, req, resp, resource, params):
-        if (permits.is_public(resource) or _falcon_options(resource, req.method)
+        if (permits.is_public(resource) or falcon_answers_options(resource, req.method)
                 or _not_a_method_of_a_path_key_route(resource, req.method)):
             req.context.caller = None
             return

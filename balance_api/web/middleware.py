@@ -123,6 +123,18 @@ def release_connection(db):
         db.close()
 
 
+def falcon_answers_options(resource, method):
+    """Whether Falcon answers this OPTIONS itself (the route's methods in Allow,
+    as the public API document states them): what a browser's CORS preflight
+    asks, which needs neither a key nor the database."""
+    return method == 'OPTIONS' and not hasattr(resource, 'on_options')
+
+
+def _uses_database(resource, method):
+    return (getattr(resource, 'uses_database', True)
+            and not falcon_answers_options(resource, method))
+
+
 class DatabaseConnection:
     """A database connection for every request that uses one.
 
@@ -143,10 +155,10 @@ class DatabaseConnection:
         self.db = db
 
     def process_resource(self, req, resp, resource, params):
-        if getattr(resource, 'uses_database', True):
+        if _uses_database(resource, req.method):
             open_for_request(self.db)
 
     def process_response(self, req, resp, resource, req_succeeded):
-        if (not _keep_connections and getattr(resource, 'uses_database', True)
+        if (not _keep_connections and _uses_database(resource, req.method)
                 and not self.db.is_closed()):
             self.db.close()

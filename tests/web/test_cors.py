@@ -112,3 +112,15 @@ def test_cors_origins_setting(text, origins):
 def test_cors_origins_are_origins_never_a_wildcard_or_a_path(text):
     with pytest.raises(ValueError, match='CORS_ORIGINS'):
         Settings.from_env({'CORS_ORIGINS': text})
+
+
+def test_a_preflight_needs_no_database():
+    """A preflight is answered from the route alone: with the database out of
+    reach it still answers, where a request for data cannot."""
+    unreachable = 'postgresql://postgres@127.0.0.1:1/balance_api_nowhere'
+    app = create_app(Settings(database_url=unreachable, cors_origins=(SHOP,)))
+    client = falcon.testing.TestClient(app)
+    result = _preflight(client, '/transfer', SHOP)
+    assert result.status_code == 200, result.text
+    assert result.headers['Access-Control-Allow-Origin'] == SHOP
+    assert_error(client.simulate_get('/balance/1', headers={'Origin': SHOP}), 531)
