@@ -92,4 +92,10 @@ def build_spec(domains, plugins=()):
                        'and `unknown` (applied by a newer version).',
         'responses': {'200': {'description': 'Ready'},
                       **failures(errors.SchemaNotMigrated.code)}}})
+    spec.path('/metrics', operations={'get': {
+        'summary': "Every worker's request counts and times, in Prometheus's text format",
+        'description': 'Counted by route template, method and status, never by path. Open '
+                       'to anyone when the service runs with `METRICS_PUBLIC=1`.',
+        'responses': {'200': {'description': 'The metrics (text exposition format 0.0.4)',
+                              'content': {'text/plain': {'schema': {'type': 'string'}}}}}}})
     return spec
