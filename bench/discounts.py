@@ -43,51 +43,16 @@ def first_claimant(spec):
 
 def load_claimants(pg, database, spec, count, log=None):
     """Make ``count`` users first_claimant(spec).. in ``database`` (a run database),
-    each with its ``user_add`` entry, dated now; returns facts about them."""
+    each with its ``user_add`` entry only, dated now; returns facts about them."""
     started = time.perf_counter()
     first = first_claimant(spec)
-    last = first + count - 1
-    conn = pg.connect(database, autocommit=False)
-    cursor = conn.cursor()
-    try:
-        cursor.execute("SET session_replication_role = replica")   # no per-row FK triggers
-        cursor.execute('SELECT count(*) FROM account WHERE id BETWEEN %s AND %s', (first, last))
-        if cursor.fetchone()[0]:
-            raise RuntimeError('accounts %d..%d already exist in %s' % (first, last, database))
-        cursor.execute('SELECT coalesce(max(id), 0) FROM journal_entry')
-        journal_before = cursor.fetchone()[0]
-        cursor.execute('SELECT coalesce(max(id), 0) FROM posting')
-        posting_before = cursor.fetchone()[0]
-        generator = seeding._Generator(spec._replace(rng_seed=spec.rng_seed + 13))
-        missing = last + 1 - len(generator.balance)
-        generator.balance.extend([0] * missing)
-        generator.last_hash.extend([seeding.GENESIS_HASH] * missing)
-        generator.journal_id = journal_before
-        generator.posting_id = posting_before
-        moment = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
-        step = datetime.timedelta(microseconds=10)
-        accounts = io.StringIO()
-        for account in range(first, last + 1):
-            generator._entry(moment, 'user_add', seeding.EXTERNAL, account, 0, [(account, 0)])
-            stamp = moment.isoformat(sep=' ')
-            accounts.write('%d\t0.00\t%s\t%s\t%s\n' % (account, generator.last_hash[account],
-                                                       stamp, stamp))
-            moment += step
-            if generator.entries_in_chunk >= seeding.CHUNK_ENTRIES:
-                seeding.copy_entries(cursor, generator)
-        seeding.copy_entries(cursor, generator)
-        seeding._copy(cursor, 'account', seeding.ACCOUNT_COLUMNS + ('last_posted_at',),
-                      accounts.getvalue())
-        seeding.reset_sequences(cursor)
-        conn.commit()
-        conn.autocommit = True
-        cursor.execute('ANALYZE account')
-    finally:
-        cursor.close()
-        conn.close()
+    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    seeding.append_accounts(pg, database, spec, range(first, first + count), 1, now,
+                            datetime.timedelta(microseconds=10), rng_offset=13)
     if log is not None:
-        log.write(('claimants %d..%d loaded into %s\n' % (first, last, database)).encode())
-    return {'first': first, 'last': last, 'count': count,
+        log.write(('claimants %d..%d loaded into %s\n'
+                   % (first, first + count - 1, database)).encode())
+    return {'first': first, 'last': first + count - 1, 'count': count,
             'seconds': round(time.perf_counter() - started, 1)}
 
 

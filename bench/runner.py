@@ -321,14 +321,18 @@ SCENARIOS = (
                         fixed_ceiling=RSS_LIMIT_MB, fixed_ceiling_text='150 MB limit')),
              signing_key=True),
     Scenario(12, 'history-uid', 'History by user: pages, whole histories, a busy account',
-             'GET /history?uid=U&limit=10 (the first page) and GET /history?uid=U (the whole '
-             'history) of a random user, against GET /balance/{uid} (req/s); and a page of 10 '
+             'GET /history?uid=U&limit=10 (the first page) of a random user and GET '
+             '/history?uid=R (the whole history) of a random reader ({readers:,} accounts of '
+             '{entries} entries each, loaded for it), against GET /balance/{{uid}} (req/s); '
+             'and a page of 10 '
              'after a random id of the busy account (GET /history?uid=B&after_id=X&limit=10, X '
              'within its journal ids) against the same of a random user (X within the seeded '
-             'ids), p50 latency. The busy account is loaded into the run database when the '
-             'scenario starts (the last of all, so no other figure sees it): one account on '
-             'one side of as many entries as the journal then holds, so of half of all '
-             'entries. Also needs zero errors (every answer 200).',
+             'ids), p50 latency. The busy account and the readers are loaded into the run '
+             'database when the scenario starts (after every other scenario that reads the '
+             'journal, so no other figure sees them): the busy account on one side of as '
+             'many entries as the journal then holds, so of half of all entries. Also needs '
+             'zero errors (every answer 200).'.format(readers=seeding.READERS,
+                                                      entries=seeding.READER_ENTRIES),
              'history_page',
              (Criterion('12-page', 'history page of 10 by uid',
                         Figure('history_page', _ok_rps, 'req/s'),
@@ -402,6 +406,7 @@ class Bench:
         self.expected_export = None    # {'rows', 'first_id', 'last_id'} of the export's span
         self.signing_key_file = None
         self.busy = None               # scenario 12's busy account, once loaded
+        self.readers = None            # scenario 12's readers, once loaded
         self.claimants = None          # scenario 13's claimants, once loaded
         self.brands = discounts.Brands(self.pg, self.run_db)
         self.claim_script = None
@@ -650,7 +655,8 @@ class Bench:
             return self._wrk('history_page.lua', [accounts, 'limit=%d' % HISTORY_PAGE],
                              duration)
         if name == 'history_whole':
-            return self._wrk('history_page.lua', [accounts], duration)
+            return self._wrk('history_page.lua', ['accounts=%d' % self.readers['count'],
+                                                  'first=%d' % self.readers['first']], duration)
         if name == 'history_user_page':
             return self._wrk('history_page.lua', [accounts, 'limit=%d' % HISTORY_PAGE,
                                                   'first_id=1', 'last_id=%d' % self.spec.rows],
@@ -1041,6 +1047,17 @@ class Bench:
                 dbname=self.run_db))
         return self.busy
 
+    def _load_readers(self):
+        """Scenario 12's readers, whose whole histories it reads: written into the run
+        database once per run."""
+        if self.readers is None:
+            self.say('loading %d readers of %d entries each into %s (bulk COPY)'
+                     % (seeding.READERS, seeding.READER_ENTRIES, self.run_db))
+            with open(os.path.join(self.log_dir, 'seed.log'), 'ab') as log:
+                self.readers = seeding.load_readers(self.pg, self.run_db, self.spec, log=log)
+            self.say('  loaded in %.1f s' % self.readers['seconds'])
+        return self.readers
+
     def _history_uid_rows_sample(self, requests=40):
         """Rows per answer of scenario 12's four requests, each answer checked to be 200."""
         rng = random.Random(12)
@@ -1048,7 +1065,8 @@ class Bench:
         shapes = {
             'history_page': lambda: '/history?uid=%d&limit=%d' % (
                 rng.randrange(1, self.spec.accounts + 1), HISTORY_PAGE),
-            'history_whole': lambda: '/history?uid=%d' % rng.randrange(1, self.spec.accounts + 1),
+            'history_whole': lambda: '/history?uid=%d' % rng.randrange(
+                self.readers['first'], self.readers['first'] + self.readers['count']),
             'history_user_page': lambda: '/history?uid=%d&after_id=%d&limit=%d' % (
                 rng.randrange(1, self.spec.accounts + 1), rng.randint(1, self.spec.rows),
                 HISTORY_PAGE),
@@ -1098,6 +1116,7 @@ class Bench:
             else:
                 if scenario.key == 'history-uid':
                     record['busy_account'] = self._load_busy_account()
+                    record['readers'] = self._load_readers()
                 env = {'SIGNING_KEY_FILE': self._signing_key()} if scenario.signing_key else None
                 self.service = Service(self.pg.database_url(self.run_db), options.workers,
                                        log_paths[0], env=env)

@@ -177,6 +177,16 @@ class _Generator:
                 digest))
         self.entries_in_chunk += 1
 
+    def deposit_or_withdrawal(self, moment, account, cents, deposit):
+        """A deposit of ``cents``, or a withdrawal when ``deposit`` is false and the
+        balance covers it."""
+        if deposit or self.balance[account] < cents:
+            self._entry(moment, 'balance_add', EXTERNAL, account, cents,
+                        [(account, cents), (EXTERNAL, -cents)])
+        else:
+            self._entry(moment, 'balance_sub', EXTERNAL, account, cents,
+                        [(account, -cents), (EXTERNAL, cents)])
+
     def _flush(self):
         chunk = (self.journal.getvalue(), self.postings.getvalue(), self.entries_in_chunk)
         self.journal, self.postings = io.StringIO(), io.StringIO()
@@ -220,13 +230,8 @@ class _Generator:
                 self._entry(moment, 'balance_transfer', sender, receiver, cents,
                             [(sender, -cents), (receiver, cents)])
             else:
-                account = randrange(1, users + 1)
-                if kind < 0.9 or balance[account] < cents:
-                    self._entry(moment, 'balance_add', EXTERNAL, account, cents,
-                                [(account, cents), (EXTERNAL, -cents)])
-                else:
-                    self._entry(moment, 'balance_sub', EXTERNAL, account, cents,
-                                [(account, -cents), (EXTERNAL, cents)])
+                self.deposit_or_withdrawal(moment, randrange(1, users + 1), cents,
+                                           deposit=kind < 0.9)
             if self.entries_in_chunk >= CHUNK_ENTRIES:
                 yield self._flush()
         if self.entries_in_chunk:
@@ -376,63 +381,85 @@ def busy_account(spec):
     return spec.accounts + BUSY_ACCOUNT_OFFSET
 
 
-def load_busy_account(pg, database, spec, entries, log=None):
-    """Give ``database`` (a run database, never the seed) one more account, on one side of
-    ``entries`` journal entries: created, given BUSY_OPENING_CENTS, then deposits and
-    withdrawals (half each, 0.01 to 100.00) against the external account, each its own
-    entry with the account's posting and the external one, the hash chain and running
-    balances exact as in ``seed``. Dated just after the seeded span (half a millisecond
-    apart, so no seeded date range holds them) and numbered after every row already
-    there. Returns facts about the account and the journal."""
-    started = time.perf_counter()
-    account = busy_account(spec)
+def append_accounts(pg, database, spec, accounts, entries_each, start, step, rng_offset,
+                    opening_cents=BUSY_OPENING_CENTS):
+    """Give ``database`` (a run database, never the seed) the new ``accounts`` (ids),
+    each on one side of ``entries_each`` journal entries: created (``user_add``), given
+    ``opening_cents``, then deposits and withdrawals (half each, 0.01 to 100.00) against
+    the external account, each its own entry with the account's posting and the
+    external one, the hash chain and running balances exact as in ``seed``. Dated from
+    ``start``, ``step`` apart, and numbered after every row already there (COPY, one
+    transaction). The accounts take turns, an entry each, so that each one's postings
+    lie spread over the tables as a real account's do, not side by side."""
+    first, last = min(accounts), max(accounts)
     conn = pg.connect(database, autocommit=False)
     cursor = conn.cursor()
     try:
         cursor.execute("SET session_replication_role = replica")   # no per-row FK triggers
-        cursor.execute('SELECT count(*) FROM account WHERE id = %s', (account,))
+        cursor.execute('SELECT count(*) FROM account WHERE id BETWEEN %s AND %s', (first, last))
         if cursor.fetchone()[0]:
-            raise RuntimeError('account %d already exists in %s' % (account, database))
+            raise RuntimeError('accounts %d..%d are taken in %s' % (first, last, database))
         cursor.execute('SELECT coalesce(max(id), 0) FROM journal_entry')
         journal_before = cursor.fetchone()[0]
         cursor.execute('SELECT coalesce(max(id), 0) FROM posting')
         posting_before = cursor.fetchone()[0]
 
-        generator = _Generator(spec._replace(rng_seed=spec.rng_seed + 12))
-        # Room for the busy account's running balance and hash, by id.
-        missing = account + 1 - len(generator.balance)
+        generator = _Generator(spec._replace(rng_seed=spec.rng_seed + rng_offset))
+        # Room for the new accounts' running balances and hashes, by id.
+        missing = last + 1 - len(generator.balance)
         generator.balance.extend([0] * missing)
         generator.last_hash.extend([GENESIS_HASH] * missing)
         generator.journal_id = journal_before
         generator.posting_id = posting_before
         rng = generator.rng
-        moment = spec.end + datetime.timedelta(hours=1)
-        generator._entry(moment, 'user_add', EXTERNAL, account, 0, [(account, 0)])
-        moment += BUSY_ENTRIES_STEP
-        generator._entry(moment, 'balance_add', EXTERNAL, account, BUSY_OPENING_CENTS,
-                         [(account, BUSY_OPENING_CENTS), (EXTERNAL, -BUSY_OPENING_CENTS)])
-        for _ in range(max(0, entries - 2)):
-            moment += BUSY_ENTRIES_STEP
-            cents = rng.randrange(1, MAX_AMOUNT_CENTS + 1)
-            if rng.random() < 0.5 or generator.balance[account] < cents:
-                generator._entry(moment, 'balance_add', EXTERNAL, account, cents,
-                                 [(account, cents), (EXTERNAL, -cents)])
-            else:
-                generator._entry(moment, 'balance_sub', EXTERNAL, account, cents,
-                                 [(account, -cents), (EXTERNAL, cents)])
-            if generator.entries_in_chunk >= CHUNK_ENTRIES:
-                copy_entries(cursor, generator)
+        moment = start
+        created, newest = {}, {}
+        for turn in range(entries_each):
+            for account in accounts:
+                if turn == 0:
+                    created[account] = moment
+                    generator._entry(moment, 'user_add', EXTERNAL, account, 0, [(account, 0)])
+                elif turn == 1:
+                    generator._entry(moment, 'balance_add', EXTERNAL, account, opening_cents,
+                                     [(account, opening_cents), (EXTERNAL, -opening_cents)])
+                else:
+                    cents = rng.randrange(1, MAX_AMOUNT_CENTS + 1)
+                    generator.deposit_or_withdrawal(moment, account, cents,
+                                                    deposit=rng.random() < 0.5)
+                newest[account] = moment
+                moment += step
+                if generator.entries_in_chunk >= CHUNK_ENTRIES:
+                    copy_entries(cursor, generator)
         copy_entries(cursor, generator)
-        cursor.execute(
-            'INSERT INTO account (id, balance, last_hash, created_at, last_posted_at) '
-            'VALUES (%s, %s, %s, %s, %s)',
-            (account, _money(generator.balance[account]), generator.last_hash[account],
-             spec.end + datetime.timedelta(hours=1), moment))
+        rows = io.StringIO()
+        for account in accounts:
+            rows.write('%d\t%s\t%s\t%s\t%s\n' % (
+                account, _money(generator.balance[account]), generator.last_hash[account],
+                created[account].isoformat(sep=' '), newest[account].isoformat(sep=' ')))
+        _copy(cursor, 'account', ACCOUNT_COLUMNS + ('last_posted_at',), rows.getvalue())
         reset_sequences(cursor)
         conn.commit()
         conn.autocommit = True
-        cursor.execute('ANALYZE journal_entry')
-        cursor.execute('ANALYZE posting')
+        for table in ('account', 'journal_entry', 'posting'):
+            cursor.execute('ANALYZE ' + table)
+    finally:
+        cursor.close()
+        conn.close()
+    return moment
+
+
+def load_busy_account(pg, database, spec, entries, log=None):
+    """Give ``database`` (a run database, never the seed) one more account, on one side of
+    ``entries`` journal entries (``append_accounts``), dated from an hour after the seeded
+    span, half a millisecond apart, so no seeded date range holds them. Returns facts
+    about the account and the journal."""
+    started = time.perf_counter()
+    account = busy_account(spec)
+    append_accounts(pg, database, spec, [account], entries,
+                    spec.end + datetime.timedelta(hours=1), BUSY_ENTRIES_STEP, rng_offset=12)
+    conn = pg.connect(database)
+    cursor = conn.cursor()
+    try:
         cursor.execute('SELECT count(*), min(journal_id), max(journal_id) FROM posting '
                        'WHERE account_id = %s', (account,))
         postings, first_id, last_id = cursor.fetchone()
@@ -449,4 +476,30 @@ def load_busy_account(pg, database, spec, entries, log=None):
             'last_journal_id': last_id, 'all_postings': all_postings,
             'all_entries': all_entries, 'posting_share': postings / all_postings,
             'entry_share': postings / all_entries,
+            'seconds': round(time.perf_counter() - started, 1)}
+
+
+# -- the readers of scenario 12's whole histories ---------------------------
+
+READERS = 1000
+READER_ENTRIES = 180            # about a default-seed user's history
+READER_OFFSET = 100_001         # clear of the busy account and scenario 13's claimants
+
+
+def first_reader(spec):
+    return spec.accounts + READER_OFFSET
+
+
+def load_readers(pg, database, spec, log=None):
+    """Scenario 12's readers: READERS accounts of READER_ENTRIES entries each
+    (``append_accounts``), dated from three hours after the seeded span, so
+    every whole history it reads is as long whatever ran before it."""
+    started = time.perf_counter()
+    first = first_reader(spec)
+    append_accounts(pg, database, spec, range(first, first + READERS), READER_ENTRIES,
+                    spec.end + datetime.timedelta(hours=3), BUSY_ENTRIES_STEP, rng_offset=120)
+    if log is not None:
+        log.write(('readers %d..%d: %d entries each loaded into %s\n'
+                   % (first, first + READERS - 1, READER_ENTRIES, database)).encode())
+    return {'first': first, 'count': READERS, 'entries_each': READER_ENTRIES,
             'seconds': round(time.perf_counter() - started, 1)}
