@@ -2,7 +2,7 @@
 and the per-account figures its manifest and reconciliation share."""
 from decimal import Decimal
 
-from peewee import JOIN, fn
+from peewee import JOIN, SQL, fn
 
 from ..money import pg_sql as money_sql
 from ..money.amounts import ZERO, format_amount
@@ -58,9 +58,38 @@ def _last_posting(column, before, settled):
     return found.order_by(newest.created_at.desc(), newest.id.desc()).limit(1)
 
 
+def touched_by(query, settled):
+    """A condition on ``Account``: a posting of the account is on an entry
+    ``query`` covers (``entries``).
+
+    Per account, one probe of the (account_id, created_at) index that stops
+    at the first posting in range (a posting's time is its entry's, which
+    ``verify`` checks); the entry is read only when the query filters by
+    user or operation. Selecting the exported entries' postings instead was
+    planned, for a cursor and with fresh statistics, as a nested loop over
+    every posting in the journal: 5.1 s of a 1,000,000-row export's 11.6 s.
+    """
+    leg = Posting.alias('leg')
+    legs = leg.select(SQL('1')).where((leg.account == Account.id)
+                                      & (leg.created_at >= query.start))
+    if query.end is not None:
+        legs = legs.where(leg.created_at < query.end)
+    if settled is not None:
+        legs = legs.where(leg.journal <= settled)
+    if query.uid is not None or query.kinds:
+        entry = JournalEntry.alias('leg_entry')
+        legs = legs.join(entry, on=(entry.id == leg.journal))
+        if query.kinds:
+            legs = legs.where(entry.operation.in_(list(query.kinds)))
+        if query.uid is not None:
+            # The entries with a posting of the user: those it is a party to.
+            legs = legs.where((entry.sender_id == query.uid) | (entry.receiver_id == query.uid))
+    return fn.EXISTS(legs)
+
+
 def account_figures(db, start, end, settled, accounts=None, name='figures'):
     """``(account_id, opening, closing, last_hash)`` of each user account
-    (all of them, or those ``accounts`` selects), in id order, read in
+    (all of them, or those the condition ``accounts`` holds for), in id order, read in
     chunks: opening is the balance after its newest posting before
     ``start`` (0.00 without one), closing the same before ``end``, and
     last_hash that posting's hash (None without one). Run it inside the
@@ -72,7 +101,7 @@ def account_figures(db, start, end, settled, accounts=None, name='figures'):
                            _last_posting('hash', end, settled))
             .where(Account.id != EXTERNAL_ACCOUNT_ID))
     if accounts is not None:
-        rows = rows.where(Account.id.in_(accounts))
+        rows = rows.where(accounts)
     for batch in run.batches(db, rows.order_by(Account.id), name=name):
         for account_id, opening, closing, last_hash in batch:
             opening = money(opening) if opening is not None else ZERO
@@ -175,8 +204,7 @@ class JournalSource:
     def figures(db, query, settled):
         """Opening and closing balance and last hash of every user account
         the exported rows touch (account 0 has no balance: left out)."""
-        touched = Posting.select(Posting.account).where(
-            Posting.journal.in_(entries(query, settled, JournalEntry.id).order_by()))
+        touched = touched_by(query, settled)
         return {'accounts': [
             {'account_id': account_id, 'opening_balance': format_amount(opening),
              'closing_balance': format_amount(closing), 'last_hash': last_hash}
