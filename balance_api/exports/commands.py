@@ -95,70 +95,79 @@ def cmd_export(settings, args):
             key = signing.load_private_key(settings.signing_key_file)
         except signing.SigningKeyMissing as exc:
             return _fail('export', '%s (a manifest must be signed)' % exc, cli.USAGE)
-    # Both files are written beside their names and renamed once whole: a
-    # failed export leaves no file that looks like an export, and a path that
-    # cannot be written is refused before the export starts.
+    paths = [path for path in (args.output, args.manifest) if path]
+    if len({os.path.realpath(path) for path in paths}) < len(paths):
+        return _fail('export', '--output and --manifest name the same file', cli.USAGE)
+    for path in paths:
+        if os.path.isdir(path):
+            return _fail('export', 'cannot write %s: it is a directory' % path)
     db = _open(settings)
-    files = []
-    for path in (args.output, args.manifest):
-        if not path:
-            continue
-        try:
-            files.append(_PartialFile(path))
-        except OSError as exc:
-            for partial in files:
-                partial.discard()
-            _close(db)
-            return _fail('export', 'cannot write %s: %s' % (path, exc.strerror))
-    output = files[0].handle if args.output else sys.stdout.buffer
     export = run.Export(db, source, found, key)
     interactive = sys.stderr.isatty()
     if interactive:
         export.on_chunk = lambda rows: (sys.stderr.write('\rexported %d rows' % rows),
                                         sys.stderr.flush())
-    try:
-        with db.connection_context():
-            for chunk in export.chunks():
-                output.write(chunk)
-        output.flush()
-        if args.manifest:
-            manifest = files[-1].handle
-            manifest.write(json.dumps(export.manifest, ensure_ascii=False, indent=2)
-                           .encode('utf-8') + b'\n')
-        for partial in files:
-            partial.commit()
-    except OSError as exc:
-        return _fail('export', 'cannot write %s: %s' % (exc.filename or 'the export',
-                                                       exc.strerror))
-    finally:
-        for partial in files:
-            partial.discard()
-        _close(db)
+    # Both files are written beside their names and renamed once both are whole
+    # and durable: a failed export leaves no file that looks like an export, and
+    # a path that cannot be written is refused before the export starts.
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(_close, db)
         if interactive:
-            sys.stderr.write('\r\033[K')
+            cleanup.callback(lambda: sys.stderr.write('\r\033[K'))
+        files = {}
+        for name, path in (('output', args.output), ('manifest', args.manifest)):
+            if not path:
+                continue
+            try:
+                files[name] = _PartialFile(path)
+            except OSError as exc:
+                return _fail('export', 'cannot write %s: %s' % (path, exc.strerror))
+            cleanup.callback(files[name].discard)
+        output = files['output'].handle if 'output' in files else sys.stdout.buffer
+        try:
+            with db.connection_context():
+                for chunk in export.chunks():
+                    output.write(chunk)
+            output.flush()
+            if 'manifest' in files:
+                files['manifest'].handle.write(
+                    json.dumps(export.manifest, ensure_ascii=False, indent=2).encode('utf-8')
+                    + b'\n')
+            for partial in files.values():
+                partial.finish()
+            for partial in files.values():
+                partial.rename()
+        except OSError as exc:
+            return _fail('export', 'cannot write %s: %s' % (exc.filename or 'the export',
+                                                           exc.strerror))
     return 0
 
 
 class _PartialFile:
-    """``path`` written as ``path.partial`` and renamed onto ``path`` by ``commit``."""
+    """``path`` written as ``path.partial``: made durable by ``finish``, renamed
+    onto ``path`` by ``rename``, removed by ``discard`` unless renamed."""
 
     def __init__(self, path):
         self.path = path
         self.partial = path + '.partial'
         self.handle = open(self.partial, 'wb')
-        self.committed = False
+        self.renamed = False
 
-    def commit(self):
+    def finish(self):
         self.handle.flush()
         os.fsync(self.handle.fileno())
         self.handle.close()
+
+    def rename(self):
         os.replace(self.partial, self.path)
-        self.committed = True
+        self.renamed = True
 
     def discard(self):
-        if self.committed:
+        if self.renamed:
             return
-        self.handle.close()
+        # Closing flushes what is buffered, which fails again after a full disk.
+        with contextlib.suppress(OSError):
+            self.handle.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.partial)
 

@@ -12,7 +12,7 @@ import pytest
 
 from balance_api import create_app
 from balance_api.config import Settings
-from balance_api.exports import commands, signing
+from balance_api.exports import commands, run, signing
 from balance_api.money.models import Posting
 from balance_api.storage.db import database
 from gunicorn_server import bearer, create_key_in
@@ -288,6 +288,41 @@ def test_export_writes_its_files_whole_under_their_names(signed, settings, tmp_p
                 '--format', 'jsonl', '--output', str(out), '--manifest', str(manifest)) == 0
     rows, last = _jsonl(out.read_text(encoding='utf-8'))
     assert len(rows) == 11 and last == json.loads(manifest.read_text(encoding='utf-8'))
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith('.partial')]
+
+
+def test_output_and_manifest_naming_one_file_is_a_usage_error(signed, settings, tmp_path,
+                                                               capsys):
+    same = str(tmp_path / 'e.jsonl')
+    assert _cli(settings, 'export', '--date-start', _today(), '--date-end', _today(),
+                '--output', same, '--manifest', str(tmp_path / '.' / 'e.jsonl')) == 2
+    assert 'name the same file' in capsys.readouterr().err
+    assert _cli(settings, 'export', '--date-start', _today(), '--date-end', _today(),
+                '--output', str(tmp_path)) == 1
+    assert 'it is a directory' in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith('e')) == []
+
+
+@pytest.mark.parametrize('failure', [RuntimeError('the database went away'), KeyboardInterrupt()])
+def test_an_export_that_fails_midway_leaves_the_older_files_as_they_were(
+        signed, settings, tmp_path, monkeypatch, failure):
+    _ledger(signed)
+    out, manifest = tmp_path / 'e.jsonl', tmp_path / 'm.json'
+    out.write_bytes(b'an older export')
+    manifest.write_bytes(b'an older manifest')
+    real_chunks = run.Export.chunks
+
+    def chunks_then_failure(export):
+        for chunk in real_chunks(export):
+            yield chunk
+            raise failure
+
+    monkeypatch.setattr(run.Export, 'chunks', chunks_then_failure)
+    with pytest.raises(type(failure)):
+        _cli(settings, 'export', '--date-start', _today(), '--date-end', _today(),
+             '--format', 'jsonl', '--output', str(out), '--manifest', str(manifest))
+    assert out.read_bytes() == b'an older export'
+    assert manifest.read_bytes() == b'an older manifest'
     assert not [p for p in tmp_path.iterdir() if p.name.endswith('.partial')]
 
 
