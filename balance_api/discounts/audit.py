@@ -7,9 +7,17 @@ these functions.
 """
 from peewee import fn
 
+from ..findings import stream
+from ..storage.db import is_postgres
+from . import pg_sql
 from .models import ACTIONS, CLAIM, GENERATE, DiscountAudit, DiscountBrand
 
-__all__ = ['ACTIONS', 'columns', 'entries', 'newest_id', 'brand_figures']
+__all__ = ['ACTIONS', 'MODELS', 'brand_figures', 'columns', 'entries', 'newest_id', 'rows',
+           'settled_id']
+
+# The models behind these functions, for a caller that binds them to a
+# database of its own.
+MODELS = [DiscountAudit]
 
 
 def columns():
@@ -38,6 +46,28 @@ def entries(start, end, user_id, *selected):
 def newest_id():
     """A read of the audit table (it starts an SQLite snapshot)."""
     return DiscountAudit.select(fn.MAX(DiscountAudit.id)).scalar()
+
+
+def settled_id(db):
+    """The largest audit id below which no row is in flight any more: every
+    row with an id up to it is committed or rolled back for good, so a
+    snapshot begun afterwards holds all of those there are. On PostgreSQL it
+    waits for the writers that could still hold one (migration 0011); call it
+    outside a transaction. None on SQLite, whose writers commit one at a time
+    in id order: there every id a snapshot sees is settled."""
+    return pg_sql.audit_settled_id(db) if is_postgres(db) else None
+
+
+def rows(db, up_to=None):
+    """Every audit row in id order, up to id ``up_to`` when given, as tuples
+    ``(id, created_at, action, brand_id, codes, code, user_id, key_name)``
+    (generations: ``code`` and ``user_id`` None), through one cursor."""
+    query = DiscountAudit.select(
+        DiscountAudit.id, DiscountAudit.created_at, DiscountAudit.action, DiscountAudit.brand,
+        DiscountAudit.codes, DiscountAudit.code, DiscountAudit.user_id, DiscountAudit.key_name)
+    if up_to is not None:
+        query = query.where(DiscountAudit.id <= up_to)
+    return stream(db, query.order_by(DiscountAudit.id).tuples())
 
 
 def _total(action, before):

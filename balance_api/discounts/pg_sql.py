@@ -20,6 +20,16 @@ _INSERT_CODES = preparable(
     'ON CONFLICT (brand_id, code) DO NOTHING')
 
 
+_AUDIT_SETTLED = preparable('SELECT discount_audit_settled_id()')
+
+
+def audit_settled_id(db):
+    """The largest audit id below which no row is in flight any more
+    (``discount_audit_settled_id``, migration 0011). Run it outside a
+    transaction: the locks it waits with are released when its transaction ends."""
+    return run(db, _AUDIT_SETTLED).fetchone()[0]
+
+
 def insert_codes(db, brand_id, generation_id, drawn):
     """Insert the ``drawn`` codes the brand does not have yet; returns how many."""
     return run(db, _INSERT_CODES, (brand_id, generation_id, list(drawn))).rowcount

@@ -2,30 +2,39 @@
 
 The audit rows of the discount codes are written once and never changed:
 one per generation (how many codes) and one per claim (which code, which
-user). A checkpoint records for every brand its newest audit row, how many
-audit rows it had up to it, the codes those generations made and the claims
-among them, and the SHA-256 of those rows in id order::
+user). A checkpoint first learns the settled audit id (every row up to it
+committed or rolled back for good, ``discounts.audit.settled_id``), then
+records, in its snapshot, for every brand with rows up to that id: its
+newest such row, how many rows it had up to it, the codes those
+generations made and the claims among them, and the SHA-256 of those rows
+in id order::
 
     "discount_brands": [{"brand_id": 1, "last_audit_id": 40, "audit_rows": 7,
                          "generated": 100, "claimed": 6, "audit_sha256": "<64 hex>"}, ...]
 
+with the settled id in its totals (``discount_audit_settled_id``). So every
+row with an id up to the settled one belongs to exactly one brand's pinned
+rows, and a later row, whatever its brand, has a larger id.
+
 ``verify`` ties every code to its audit rows; this ties the audit rows to
 what a checkpoint signed. A claim removed together with its audit row, a
 claim given to another user in both its code and its audit row, a
-generation removed with its codes: the plain verifier cannot see any of
-these, and each changes a brand's rows up to a checkpoint's last id.
+generation removed with its codes, a row slipped in under an old id: the
+plain verifier cannot see any of these, and each changes the rows up to a
+checkpoint's settled id.
 
 Both sides read the audit table once, in id order, through one cursor.
 """
 import hashlib
 import json
 
-from ..discounts.audit import newest_id as newest_audit_id
-from ..discounts.models import CLAIM, GENERATE, DiscountAudit
-from ..findings import stream
+from ..discounts import audit
+from ..discounts.models import CLAIM, GENERATE
 
-MODELS = [DiscountAudit]
-__all__ = ['MODELS', 'check_brands', 'expectations', 'newest_audit_id', 'read_brands']
+MODELS = audit.MODELS
+__all__ = ['MODELS', 'check_brands', 'expectations', 'read_brands', 'settled_id']
+
+settled_id = audit.settled_id
 
 
 def _row_text(row):
@@ -62,78 +71,103 @@ class _Brand:
                 'claimed': self.claimed, 'audit_sha256': self.digest.hexdigest()}
 
 
-def _audit_rows(db):
-    return stream(db, DiscountAudit.select(
-        DiscountAudit.id, DiscountAudit.created_at, DiscountAudit.action, DiscountAudit.brand,
-        DiscountAudit.codes, DiscountAudit.code, DiscountAudit.user_id, DiscountAudit.key_name)
-        .order_by(DiscountAudit.id).tuples())
+def read_brands(db, settled):
+    """``(brands, settled id)``: what a checkpoint records of the discount codes.
 
-
-def read_brands(db):
-    """``(brands, newest audit id)``: what a checkpoint records of the discount codes.
-    Call it inside the checkpoint's snapshot."""
+    Call it inside the checkpoint's snapshot, with ``settled`` as
+    ``settled_id(db)`` answered before the snapshot began (None on SQLite:
+    the snapshot's newest id is settled there)."""
+    if settled is None:
+        settled = audit.newest_id() or 0
     brands = {}
-    newest = None
-    for row in _audit_rows(db):
+    for row in audit.rows(db, up_to=settled):
         brand = brands.get(row[3])
         if brand is None:
             brand = brands[row[3]] = _Brand(row[3])
         brand.add(row)
-        newest = row[0]
-    return [brands[brand_id].figures() for brand_id in sorted(brands)], newest
+    return [brands[brand_id].figures() for brand_id in sorted(brands)], settled
 
 
-def expectations(brands):
-    """A record's ``discount_brands`` checked for shape: a list of
-    ``(brand_id, last_audit_id, figures)``. Raises ValueError or KeyError or
-    TypeError on a malformed list."""
+def _count(value, name):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError('discount %s: %r' % (name, value))
+    return value
+
+
+def expectations(brands, settled):
+    """A record's ``discount_brands`` and settled id, checked for shape:
+    ``({brand_id: figures}, settled id)``. Raises ValueError or KeyError or
+    TypeError on a malformed record."""
     if not isinstance(brands, list):
         raise TypeError('discount_brands is not a list')
-    expected = []
+    pinned = {}
     for brand in brands:
-        figures = {}
-        for name in ('brand_id', 'last_audit_id', 'audit_rows', 'generated', 'claimed'):
-            value = brand[name]
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError('discount brand %s: %r' % (name, value))
-            figures[name] = value
+        figures = {name: _count(brand[name], name) for name in (
+            'brand_id', 'last_audit_id', 'audit_rows', 'generated', 'claimed')}
         digest = brand['audit_sha256']
         if not isinstance(digest, str) or len(digest) != 64:
             raise ValueError('discount brand audit_sha256: %r' % (digest,))
         figures['audit_sha256'] = digest
-        expected.append((figures['brand_id'], figures['last_audit_id'], figures))
-    return expected
+        if figures['last_audit_id'] > settled or figures['brand_id'] in pinned:
+            raise ValueError('discount brand %d pinned past the settled id, or twice'
+                             % figures['brand_id'])
+        pinned[figures['brand_id']] = figures
+    return pinned, _count(settled, 'settled id')
 
 
 def check_brands(db, records, problem):
-    """Every checkpointed brand's audit rows, up to the checkpoint's last id,
-    still what the checkpoint signed. ``records`` are ``(label, brands)`` with
-    brands as ``expectations`` gives them; ``problem(kind, detail)``."""
+    """Every checkpoint's discount audit rows, up to its settled id, still the
+    ones it signed. ``records`` are ``(label, pinned, settled)`` as
+    ``expectations`` gives them; ``problem(kind, detail)``."""
+    if not records:
+        return
     # wanted[brand][last audit id] = [(figures, label), ...]
     wanted = {}
-    for label, brands in records:
-        for brand_id, last_audit_id, figures in brands:
-            wanted.setdefault(brand_id, {}).setdefault(last_audit_id, []).append(
+    for label, pinned, _ in records:
+        for brand_id, figures in pinned.items():
+            wanted.setdefault(brand_id, {}).setdefault(figures['last_audit_id'], []).append(
                 (figures, label))
-    if not wanted:
-        return
+    # The records by settled id: each is held to the brands' newest rows up to it.
+    by_settled = sorted(records, key=lambda record: record[2])
+    waiting = 0
     seen = {}
-    for row in _audit_rows(db):
-        points = wanted.get(row[3])
-        if points is None:
-            continue
-        brand = seen.get(row[3])
+    for row in audit.rows(db):
+        audit_id, brand_id = row[0], row[3]
+        while waiting < len(by_settled) and by_settled[waiting][2] < audit_id:
+            _check_covered(seen, by_settled[waiting], problem)
+            waiting += 1
+        brand = seen.get(brand_id)
         if brand is None:
-            brand = seen[row[3]] = _Brand(row[3])
+            brand = seen[brand_id] = _Brand(brand_id)
         brand.add(row)
-        for figures, label in points.pop(row[0], ()):
+        for figures, label in wanted.get(brand_id, {}).pop(audit_id, ()):
             _compare(brand.figures(), figures, label, problem)
+    for record in by_settled[waiting:]:
+        _check_covered(seen, record, problem)
     for brand_id in sorted(wanted):
         for last_audit_id in sorted(wanted[brand_id]):
             for _, label in wanted[brand_id][last_audit_id]:
                 problem('checkpoint gone', 'discount brand %d: audit row %d, its newest in %s, '
                         'no longer exists (or now belongs to another brand)'
                         % (brand_id, last_audit_id, label))
+
+
+def _check_covered(seen, record, problem):
+    """Every brand's newest row up to the record's settled id is the one it pinned,
+    or an earlier one (then the pinned row is gone, reported once the scan ends)."""
+    label, pinned, settled = record
+    for brand_id in sorted(seen):
+        newest = seen[brand_id].last_audit_id
+        figures = pinned.get(brand_id)
+        if figures is None:
+            problem('checkpoint rewritten', 'discount brand %d has audit row %d, at or below '
+                    'the settled id %d of %s, which pinned no row of that brand (a row was '
+                    'added under an old id)' % (brand_id, newest, settled, label))
+        elif newest > figures['last_audit_id']:
+            problem('checkpoint rewritten', 'discount brand %d has audit row %d, after its '
+                    'newest in %s (%d) and at or below that checkpoint\'s settled id %d (a row '
+                    'was added under an old id)' % (brand_id, newest, label,
+                                                     figures['last_audit_id'], settled))
 
 
 def _compare(found, figures, label, problem):

@@ -34,7 +34,7 @@ Record format (every line; keys are sorted in the signed bytes)::
      "previous_line_sha256": "<64 hex>" or null (first line),
      "totals": {"accounts": 2, "balance_sum": "144.01", "journal_max_id": 9,
                 "points_members": 1, "points_sum": 5300, "points_entry_max_id": 6,
-                "discount_brands": 1, "discount_audit_max_id": 40},
+                "discount_brands": 1, "discount_audit_settled_id": 41},
      "accounts": [{"id": 1, "balance": "89.00", "last_hash": "<64 hex>",
                    "last_posting_id": 12}, ...],
      "points_members": [{"member_id": 21, "last_hash": "<64 hex>",
@@ -46,10 +46,10 @@ Record format (every line; keys are sorted in the signed bytes)::
 ``accounts`` are the users' accounts (deleted ones included), not the
 external counterparty 0, whose legs are not chained and whose balance is
 implied; every deposit and withdrawal has a user leg, which is checkpointed.
-``discount_brands`` pin every brand's audit rows (``checkpoint_discounts``).
-Format 1, written before the discount codes were checkpointed, has neither
-``discount_brands`` nor their two totals; its records are checked for the
-rest.
+``discount_brands`` pin every brand's audit rows up to the settled audit id
+(``checkpoint_discounts``). Format 1, written before the discount codes were
+checkpointed, has neither ``discount_brands`` nor their two totals; its
+records are checked for the rest.
 """
 import contextlib
 import datetime
@@ -142,6 +142,8 @@ def read_state(db):
     """Everything a checkpoint records but its place in the file, read in one
     snapshot: ``taken_at`` (naive UTC), totals, accounts, points members and
     discount brands."""
+    # Before the snapshot, and outside any transaction: it may wait for writers.
+    discount_settled = checkpoint_discounts.settled_id(db)
     with _bound(db), read_snapshot(db):
         # SQLite's snapshot starts with its first read, which comes next.
         taken_at = (db.execute_sql("SELECT now() AT TIME ZONE 'UTC'").fetchone()[0]
@@ -179,11 +181,11 @@ def read_state(db):
                             'last_entry_id': last_id, 'points': int(points or 0)})
         points_sum = int(PointsBalance.select(fn.SUM(PointsBalance.balance)).scalar() or 0)
         points_entry_max_id = PointsEntry.select(fn.MAX(PointsEntry.id)).scalar()
-        brands, discount_audit_max_id = checkpoint_discounts.read_brands(db)
+        brands, discount_settled = checkpoint_discounts.read_brands(db, discount_settled)
     totals = {'accounts': len(accounts), 'balance_sum': format_amount(balance_sum),
               'journal_max_id': journal_max_id, 'points_members': len(members),
               'points_sum': points_sum, 'points_entry_max_id': points_entry_max_id,
-              'discount_brands': len(brands), 'discount_audit_max_id': discount_audit_max_id}
+              'discount_brands': len(brands), 'discount_audit_settled_id': discount_settled}
     return {'taken_at': _timestamp(taken_at), 'totals': totals, 'accounts': accounts,
             'points_members': members, 'discount_brands': brands}
 
@@ -354,11 +356,11 @@ def cmd_checkpoint(settings, args):
         return cli.DATABASE
     totals = record['totals']
     print('checkpoint %d at %s: %d accounts holding %s, journal up to %s; %d points members '
-          'holding %d; %d discount brands, audit rows up to %s; appended to %s' % (
+          'holding %d; %d discount brands, audit rows up to id %d; appended to %s' % (
               record['sequence'], record['taken_at'], totals['accounts'],
               totals['balance_sum'], totals['journal_max_id'] or 0, totals['points_members'],
               totals['points_sum'], totals['discount_brands'],
-              totals['discount_audit_max_id'] or 0, path))
+              totals['discount_audit_settled_id'], path))
     return 0
 
 
@@ -410,14 +412,15 @@ def _expectations(record):
         members.append((_id(member['member_id']), _id(member['last_entry_id'], nullable=True),
                         _hash_text(member['last_hash'])))
     totals = record['totals']
-    brands, discount_audit_max_id = [], None
+    # Format 1 pinned no discount codes: held to nothing, they pass.
+    brands, settled = {}, None
     if record['format'] == FORMAT:
-        brands = checkpoint_discounts.expectations(record['discount_brands'])
-        discount_audit_max_id = _id(totals['discount_audit_max_id'], nullable=True)
+        brands, settled = checkpoint_discounts.expectations(
+            record['discount_brands'], totals['discount_audit_settled_id'])
     return accounts, members, brands, {
         'journal_max_id': _id(totals['journal_max_id'], nullable=True),
         'points_entry_max_id': _id(totals['points_entry_max_id'], nullable=True),
-        'discount_audit_max_id': discount_audit_max_id}
+        'discount_audit_settled_id': settled}
 
 
 def check_against(db, path, public_key=None):
@@ -430,9 +433,10 @@ def check_against(db, path, public_key=None):
     account and points member still exists, that the posting (entry) the
     checkpoint names as its newest still has exactly the checkpointed hash,
     still belongs to it and still hashes to it, and that every posting
-    (entry) after it still chains; that every checkpointed discount brand's
-    audit rows up to its newest are still the ones signed; that the journal,
-    the points entries and the discount audit rows reach at least as far; and that the file and the ``checkpoint`` table
+    (entry) after it still chains; that the discount audit rows up to the
+    checkpoint's settled id are still the ones it signed, brand by brand;
+    that the journal and the points entries reach at least as far; and that
+    the file and the ``checkpoint`` table
     hold the same checkpoints. Returns a list of ``CheckpointProblem``.
     """
     problems = []
@@ -445,7 +449,9 @@ def check_against(db, path, public_key=None):
         _check_accounts(db, records, problem)
         _check_members(db, records, problem)
         checkpoint_discounts.check_brands(
-            db, [(record.label, record.brands) for record in records], problem)
+            db, [(record.label, record.brands, record.totals['discount_audit_settled_id'])
+                 for record in records
+                 if record.totals['discount_audit_settled_id'] is not None], problem)
         _check_totals(records, problem)
         _check_table(records, problem)
     return problems
@@ -457,7 +463,7 @@ class _Record(NamedTuple):
     taken_at: Optional[datetime.datetime]
     accounts: list
     members: list
-    brands: list
+    brands: dict
     totals: dict
 
 
@@ -779,12 +785,9 @@ def _missing_entries(member_id, wanted, found, problem):
 def _check_totals(records, problem):
     journal_max_id = JournalEntry.select(fn.MAX(JournalEntry.id)).scalar()
     points_max_id = PointsEntry.select(fn.MAX(PointsEntry.id)).scalar()
-    audit_max_id = checkpoint_discounts.newest_audit_id()
     for record in records:
         for name, now, what in (('journal_max_id', journal_max_id, 'journal entry'),
-                                ('points_entry_max_id', points_max_id, 'points entry'),
-                                ('discount_audit_max_id', audit_max_id,
-                                 'discount audit row')):
+                                ('points_entry_max_id', points_max_id, 'points entry')):
             then = record.totals[name]
             if then is not None and (now is None or now < then):
                 problem('checkpoint gone', '%s reaches %s %d; the newest now is %s (rows '

@@ -1,5 +1,6 @@
 """Signed checkpoints: taking them while traffic flows, and holding the ledger to them."""
 import argparse
+import datetime
 import json
 import os
 import stat
@@ -126,7 +127,7 @@ def test_a_checkpoint_records_every_account_and_member_signed(db, key, path, tra
     assert record['totals'] == {'accounts': 3, 'balance_sum': '150.99',
                                 'journal_max_id': journal_max, 'points_members': 1,
                                 'points_sum': 20, 'points_entry_max_id': 2,
-                                'discount_brands': 0, 'discount_audit_max_id': None}
+                                'discount_brands': 0, 'discount_audit_settled_id': 0}
     assert record['discount_brands'] == []
     [member] = record['points_members']
     assert member['member_id'] == 1 and member['last_entry_id'] == 2 and member['points'] == 20
@@ -278,7 +279,7 @@ def test_every_discount_brand_is_checkpointed(db, key, path, codes):
             second['claimed']) == (2, 1, 5, 0)
     assert len(first['audit_sha256']) == 64 and first['audit_sha256'] != second['audit_sha256']
     assert record['totals']['discount_brands'] == 2
-    assert record['totals']['discount_audit_max_id'] == max(ids[-1], _audit_ids(db, 2)[-1])
+    assert record['totals']['discount_audit_settled_id'] == max(ids[-1], _audit_ids(db, 2)[-1])
     codes(3)
     generate_more = take(db, key, path)['discount_brands'][0]
     assert (generate_more['audit_rows'], generate_more['claimed']) == (4, 3)
@@ -289,11 +290,7 @@ def test_a_claim_removed_with_its_audit_row_passes_verify_and_fails_the_checkpoi
         db, key, path, codes):
     take(db, key, path)
     codes(3)   # after the checkpoint: not what it pinned, but the rows it pinned must stay
-    with db.connection_context(), db.atomic():
-        held = DiscountCode.get((DiscountCode.brand == 1) & (DiscountCode.user_id == 1))
-        DiscountCode.update(user_id=None, claim=None, claimed_at=None).where(
-            DiscountCode.id == held.id).execute()
-        DiscountAudit.delete().where(DiscountAudit.id == held.claim_id).execute()
+    _unclaim(db, 1)
     with db.connection_context():
         assert verify_discounts(db).ok
     problems = check(db, path)
@@ -316,6 +313,76 @@ def test_a_claim_given_to_another_user_in_its_code_and_audit_row_is_caught(db, k
     problems = check(db, path)
     assert [p.kind for p in problems] == ['checkpoint rewritten']
     assert 'are not the ones checkpoint 1' in problems[0].detail
+
+
+def _unclaim(db, user_id, brand_id=1):
+    """Undo a claim, its audit row and all (what a rolled-back claim leaves)."""
+    with db.connection_context(), db.atomic():
+        held = DiscountCode.get((DiscountCode.brand == brand_id) & (DiscountCode.user_id == user_id))
+        DiscountCode.update(user_id=None, claim=None, claimed_at=None).where(
+            DiscountCode.id == held.id).execute()
+        DiscountAudit.delete().where(DiscountAudit.id == held.claim_id).execute()
+        return held.claim_id
+
+
+def test_a_row_added_under_an_old_id_is_caught(db, key, path, codes):
+    codes(3)
+    gap = _unclaim(db, 3)   # an id no row has, as a rolled-back claim leaves on PostgreSQL
+    codes(3)
+    record = take(db, key, path)
+    assert record['totals']['discount_audit_settled_id'] == gap + 1
+    second = record['discount_brands'][1]
+    assert second['brand_id'] == 2 and second['last_audit_id'] < gap
+    with db.connection_context(), db.atomic():
+        # A claim of brand 2 for user 1, written under the free id, before the checkpoint.
+        code = DiscountCode.select().where((DiscountCode.brand == 2)
+                                           & DiscountCode.user_id.is_null()).first()
+        DiscountAudit.insert(id=gap, created_at=datetime.datetime(2020, 1, 1), action='claim',
+                             brand=2, codes=1, code=code.code, user_id=1).execute()
+        DiscountCode.update(user_id=1, claim=gap, claimed_at=datetime.datetime(2020, 1, 1)).where(
+            DiscountCode.id == code.id).execute()
+    with db.connection_context():
+        assert verify_discounts(db).ok
+    problems = check(db, path)
+    assert [p.kind for p in problems] == ['checkpoint rewritten']
+    assert problems[0].detail.startswith(
+        'discount brand 2 has audit row %d, after its newest in checkpoint 1 of %s (%d)'
+        % (gap, record['taken_at'], second['last_audit_id']))
+
+
+@pytest.mark.parametrize('database_url', ['postgresql'], indirect=True)
+def test_an_audit_row_committed_after_a_checkpoint_under_a_smaller_id_is_waited_for(
+        db, key, path, codes, client):
+    """PostgreSQL hands out audit ids before commit: a generation takes its id
+    first and commits last. A checkpoint taken meanwhile waits for it, so a
+    smaller id committed after the checkpoint cannot pass under it."""
+    from balance_api.discounts import service
+    in_flight, release = threading.Event(), threading.Event()
+    failures = []
+
+    def generation():
+        try:
+            with db.connection_context():
+                service.generate(db, 1, 5, on_batch=lambda: (in_flight.set(), release.wait(30)))
+        except Exception as exc:   # reported by the assertion below
+            failures.append(exc)
+
+    generating = threading.Thread(target=generation)
+    generating.start()
+    assert in_flight.wait(30)
+    codes(3)                           # a claim takes a larger id and commits first
+    taken = []
+    checkpointing = threading.Thread(target=lambda: taken.append(take(db, key, path)))
+    checkpointing.start()
+    checkpointing.join(1.0)
+    assert checkpointing.is_alive(), 'the checkpoint did not wait for the generation'
+    release.set()
+    generating.join(30)
+    checkpointing.join(30)
+    assert not failures and taken
+    [first] = [b for b in taken[0]['discount_brands'] if b['brand_id'] == 1]
+    assert (first['audit_rows'], first['generated'], first['claimed']) == (5, 15, 3)
+    assert check(db, path) == []
 
 
 def test_a_checkpointed_brands_newest_audit_row_that_is_gone_is_named(db, key, path, codes):
