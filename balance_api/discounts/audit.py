@@ -31,11 +31,14 @@ def columns():
             ('user_id', DiscountAudit.user_id), ('key_name', DiscountAudit.key_name)]
 
 
-def entries(start, end, user_id, *selected):
+def entries(start, end, user_id, *selected, up_to=None):
     """The audit rows written from ``start`` (inclusive) to ``end``
     (exclusive; None: no end), only the claims of ``user_id`` when given,
-    in id order, selecting ``selected`` (expressions of ``columns()``)."""
+    only ids up to ``up_to`` when given (``settled_id``), in id order,
+    selecting ``selected`` (expressions of ``columns()``)."""
     rows = DiscountAudit.select(*selected).where(DiscountAudit.created_at >= start)
+    if up_to is not None:
+        rows = rows.where(DiscountAudit.id <= up_to)
     if end is not None:
         rows = rows.where(DiscountAudit.created_at < end)
     if user_id is not None:
@@ -70,21 +73,26 @@ def rows(db, up_to=None):
     return stream(db, query.order_by(DiscountAudit.id).tuples())
 
 
-def _total(action, before):
-    """Correlated: the codes of the outer brand's ``action`` rows written before ``before``."""
+def _total(action, before, up_to):
+    """Correlated: the codes of the outer brand's ``action`` rows written before
+    ``before``, of ids up to ``up_to`` when given."""
     rows = DiscountAudit.alias('totals')
     found = rows.select(fn.COALESCE(fn.SUM(rows.codes), 0)).where(
         (rows.brand == DiscountBrand.id) & (rows.action == action))
     if before is not None:
         found = found.where(rows.created_at < before)
+    if up_to is not None:
+        found = found.where(rows.id <= up_to)
     return found
 
 
-def brand_figures(start, end, user_id):
+def brand_figures(start, end, user_id, up_to=None):
     """A query of ``(brand_id, generated, claimed, generated_by_end, claimed_by_end)``
     for every brand the rows of ``entries`` touch, by brand id: the codes
-    generated and claimed before ``start``, and before ``end``."""
-    touched = entries(start, end, user_id, DiscountAudit.brand).order_by()
-    return (DiscountBrand.select(DiscountBrand.id, _total(GENERATE, start), _total(CLAIM, start),
-                                 _total(GENERATE, end), _total(CLAIM, end))
+    generated and claimed before ``start``, and before ``end`` (ids up to
+    ``up_to`` when given)."""
+    touched = entries(start, end, user_id, DiscountAudit.brand, up_to=up_to).order_by()
+    return (DiscountBrand.select(DiscountBrand.id, _total(GENERATE, start, up_to),
+                                 _total(CLAIM, start, up_to), _total(GENERATE, end, up_to),
+                                 _total(CLAIM, end, up_to))
             .where(DiscountBrand.id.in_(touched)).order_by(DiscountBrand.id))

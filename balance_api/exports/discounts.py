@@ -1,8 +1,10 @@
 """The discount codes' audit rows as an export, with their manifest figures.
 
 One row per generation and per claim, in id order, over a range of UTC
-days of the time each was written (``created_at``: the rows are written
-with the change, so a closed day is final). The rows are read through the
+days of the time each was written (``created_at``), up to the settled
+audit id (``audit.settled_id``: on PostgreSQL the export waits for the
+writers still holding a smaller id, a generation of a million codes for up
+to its 9 s). The rows are read through the
 functions the discounts domain publishes (``balance_api.discounts.audit``),
 never from its tables. ``uid`` keeps that user's claims; there is no
 filter by action (``action=`` is an unknown key, 801).
@@ -23,8 +25,8 @@ def _selected(*names):
     return [found[name] for name in names]
 
 
-def _entries(query, *columns):
-    return audit.entries(query.start, query.end, query.uid, *columns)
+def _entries(query, settled, *columns):
+    return audit.entries(query.start, query.end, query.uid, *columns, up_to=settled)
 
 
 class DiscountsSource:
@@ -40,9 +42,10 @@ class DiscountsSource:
 
     @staticmethod
     def settled_id(db):
-        # Rows are written in one transaction with their change; there is no
-        # journal-wide settled id for them.
-        return None
+        # Audit ids are handed out before commit (a generation commits
+        # seconds after its row took one): the export reads up to the
+        # settled id, so a row committed late is waited for, not skipped.
+        return audit.settled_id(db)
 
     @staticmethod
     def probe():
@@ -50,13 +53,13 @@ class DiscountsSource:
 
     @staticmethod
     def rows(query, settled):
-        return _entries(query, *_selected(*COLUMNS))
+        return _entries(query, settled, *_selected(*COLUMNS))
 
     @staticmethod
     def lines(query, settled, format):
         """PostgreSQL: ``(id, action, codes, line)`` of the rows ``rows`` reads,
         ``line`` the exact text ``records`` and the writer give them."""
-        return _entries(query, *_selected('id', 'action', 'codes'), pg_sql.line(format, [
+        return _entries(query, settled, *_selected('id', 'action', 'codes'), pg_sql.line(format, [
             (name, _KINDS[name], column) for name, column in audit.columns()]))
 
     @staticmethod
@@ -87,8 +90,8 @@ class DiscountsSource:
         """Every brand the rows touch: codes generated and claimed before
         ``date-start`` (opening) and up to the end of ``date-end`` (closing)."""
         found = []
-        for batch in run.batches(db, audit.brand_figures(query.start, query.end, query.uid),
-                                 name='brands'):
+        for batch in run.batches(db, audit.brand_figures(query.start, query.end, query.uid,
+                                                         up_to=settled), name='brands'):
             for brand_id, generated, claimed, generated_by_end, claimed_by_end in batch:
                 found.append({'brand_id': brand_id, 'opening_generated': int(generated),
                               'opening_claimed': int(claimed),

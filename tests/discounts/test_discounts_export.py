@@ -173,3 +173,40 @@ def test_rendered_rows_match_the_formatting_functions_byte_for_byte(signed, audi
             expected += writer.rows(DISCOUNTS.records(db, batch))
     assert body == expected
     assert len(body.splitlines()) >= 5
+
+
+@pytest.mark.parametrize('database_url', ['postgresql'], indirect=True)
+def test_an_export_waits_for_a_generation_that_took_its_audit_id_first(signed, audited):
+    """PostgreSQL hands out audit ids before commit: a claim committed after a
+    generation still in flight has the larger id. An export taken meanwhile
+    waits for the generation, so its row is in the export, not skipped for good."""
+    import threading
+    from balance_api.discounts import service
+    db = database.obj
+    in_flight, release = threading.Event(), threading.Event()
+    failures, answers = [], []
+
+    def generation():
+        try:
+            with db.connection_context():
+                service.generate(db, 3, 2, on_batch=lambda: (in_flight.set(), release.wait(30)))
+        except Exception as exc:   # reported by the assertion below
+            failures.append(exc)
+
+    generating = threading.Thread(target=generation)
+    generating.start()
+    assert in_flight.wait(30)
+    exporting = threading.Thread(target=lambda: answers.append(
+        signed.simulate_get('/export/discounts', params=_range(format='jsonl'))))
+    exporting.start()
+    exporting.join(1.0)
+    assert exporting.is_alive(), 'the export did not wait for the generation'
+    release.set()
+    generating.join(30)
+    exporting.join(30)
+    assert not failures and answers
+    lines = [json.loads(line) for line in answers[0].text.splitlines()]
+    rows, manifest = lines[:-1], lines[-1]['manifest']
+    assert [(row['action'], row['brand_id']) for row in rows][-1] == ('generate', 3)
+    assert manifest['rows'] == len(rows) == 6
+    assert manifest['settled_id'] == max(row['id'] for row in rows)
