@@ -114,8 +114,8 @@ def write_claim_script(path):
     """The pgbench script of the claim ceiling: the service's claim statement, its
     parameters given as pgbench variables (in the statement's order)."""
     statement = discount_sql._CLAIM
-    values = iter((':brand', ':user', ':brand', ':now', ':brand', ':user', ':key_name',
-                   ':user', ':now', ':brand'))
+    values = iter((':brand', ':user', ':brand', ':brand', ':user', ':key_name', ':user',
+                   ':brand'))
     text = re.sub('%s', lambda match: next(values), statement)
     if next(values, None) is not None:
         raise RuntimeError('the claim statement takes fewer parameters than the script gives')

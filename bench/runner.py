@@ -6,7 +6,6 @@ always measured in the same run as the scenario itself.
 """
 import calendar
 import collections
-import datetime
 import http.client
 import json
 import os
@@ -992,12 +991,10 @@ class Bench:
         number = max(discounts.PGBENCH_MIN_CODES,
                      int(self.options.duration * discounts.PGBENCH_CODES_PER_SECOND))
         brand, _ = self.brands.load(number)
-        now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
         sample = self.pg.pgbench_run(
             self.run_db, self.options.connections, self.options.threads,
             self.options.duration, self.pgbench_log, script=self.claim_script,
-            variables={'brand': brand, 'now': now.isoformat(sep=' '),
-                       'key_name': discounts.PGBENCH_KEY_NAME})
+            variables={'brand': brand, 'key_name': discounts.PGBENCH_KEY_NAME})
         _, claimed, audit_rows, _ = self.brands.counts(brand)
         transactions = sample['transactions']
         # A claimant drawn twice reads the code it holds (one in millions); a brand

@@ -16,7 +16,14 @@ holding that lock in this database; every audit id up to the one it names
 is then committed or rolled back for good, and the checkpoint pins rows up
 to it only.
 
-SQLite commits one writer at a time, in id order: nothing changes there.
+A row's time is read after its id, from the database's clock
+(``discount_audit_next_entry()``, used by the claim statement and by a
+generation's row), as the journal's is: a row dated before a moment took
+its id before it, so once an export of a closed day has waited for the
+settled id, nothing dated in that day can still commit.
+
+SQLite commits one writer at a time, in id order, and reads the time inside
+its write lock: nothing changes there.
 """
 from peewee import SqliteDatabase
 
@@ -29,6 +36,14 @@ BEGIN
     -- Held until this transaction ends; see discount_audit_settled_id.
     PERFORM pg_advisory_xact_lock(1685283700, pg_backend_pid());
     RETURN nextval('discount_audit_id_seq');
+END
+$function$;
+
+CREATE FUNCTION discount_audit_next_entry(OUT id bigint, OUT created_at timestamp)
+LANGUAGE plpgsql VOLATILE AS $function$
+BEGIN
+    id := discount_audit_next_id();
+    created_at := clock_timestamp() AT TIME ZONE 'UTC';
 END
 $function$;
 
@@ -73,4 +88,5 @@ def down(migrator, db):
     db.execute_sql("ALTER TABLE discount_audit ALTER COLUMN id "
                    "SET DEFAULT nextval('discount_audit_id_seq'::regclass)")
     db.execute_sql('DROP FUNCTION discount_audit_settled_id()')
+    db.execute_sql('DROP FUNCTION discount_audit_next_entry()')
     db.execute_sql('DROP FUNCTION discount_audit_next_id()')

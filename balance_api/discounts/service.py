@@ -66,8 +66,12 @@ def generate(db, brand_id, number, *, key_name=None, clock=utc_now, on_batch=Non
     with write_transaction(db):
         now = clock()
         DiscountBrand.insert(id=brand_id, created_at=now).on_conflict_ignore().execute()
-        generation = DiscountAudit.insert(created_at=now, action=GENERATE, brand=brand_id,
-                                          codes=number, key_name=key_name).execute()
+        if is_postgres(db):
+            # The database's clock, read after the audit id (migration 0011).
+            generation = pg_sql.insert_generation(db, brand_id, number, key_name)
+        else:
+            generation = DiscountAudit.insert(created_at=now, action=GENERATE, brand=brand_id,
+                                              codes=number, key_name=key_name).execute()
         missing, fruitless = number, 0
         while missing:
             inserted = _insert_codes(db, brand_id, generation,
@@ -96,11 +100,14 @@ def _insert_codes(db, brand_id, generation, drawn):
 
 def claim(db, brand_id, user_id, *, key_name=None, clock=utc_now):
     """The user's code of the brand: the one it holds, or else an unclaimed
-    one, which becomes its own (with the claim's audit row). ``Claimed``."""
+    one, which becomes its own (with the claim's audit row). ``Claimed``.
+
+    ``clock`` dates the claim on SQLite; PostgreSQL's clock dates it there,
+    read after the audit id is taken (as for a generation's row)."""
     if not members.exists(db, user_id):
         raise errors.UnknownDiscountUser()
     if is_postgres(db):
-        return _claim_on_server(db, brand_id, user_id, key_name, clock)
+        return _claim_on_server(db, brand_id, user_id, key_name)
     # Asking again is a read: it needs no write lock.
     held = _held(brand_id, user_id)
     if held is not None:
@@ -126,13 +133,13 @@ def claim(db, brand_id, user_id, *, key_name=None, clock=utc_now):
         return Claimed(code, True)
 
 
-def _claim_on_server(db, brand_id, user_id, key_name, clock):
+def _claim_on_server(db, brand_id, user_id, key_name):
     try:
-        outcome = pg_sql.claim(db, brand_id, user_id, clock(), key_name)
+        outcome = pg_sql.claim(db, brand_id, user_id, key_name)
     except peewee.IntegrityError:
         # The same user's other claim committed first (the unique index on
         # brand and user): that code is the user's. Nothing of this one stays.
-        outcome = pg_sql.claim(db, brand_id, user_id, clock(), key_name)
+        outcome = pg_sql.claim(db, brand_id, user_id, key_name)
     if outcome.held is not None:
         return Claimed(outcome.held, False)
     if outcome.claimed is not None:

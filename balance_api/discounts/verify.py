@@ -144,7 +144,7 @@ def _check_claims(db, problem):
     claimed = (DiscountCode.select(DiscountCode.id, DiscountCode.brand, DiscountCode.code,
                                    DiscountCode.user_id, DiscountCode.claim,
                                    DiscountCode.claimed_at, row.id, row.action, row.brand,
-                                   row.code, row.user_id)
+                                   row.code, row.user_id, row.created_at)
                .join(row, JOIN.LEFT_OUTER, on=(row.id == DiscountCode.claim))
                .where((DiscountCode.user_id.is_null(False) | DiscountCode.claim.is_null(False)
                        | DiscountCode.claimed_at.is_null(False))
@@ -152,10 +152,11 @@ def _check_claims(db, problem):
                          | DiscountCode.claimed_at.is_null() | row.id.is_null()
                          | (row.action != CLAIM) | (row.brand != DiscountCode.brand)
                          | (row.code != DiscountCode.code)
-                         | (row.user_id != DiscountCode.user_id)))
+                         | (row.user_id != DiscountCode.user_id)
+                         | (row.created_at != DiscountCode.claimed_at)))
                .order_by(DiscountCode.id).tuples())
     for (code_id, brand_id, code, user_id, claim_id, claimed_at, found, action, of_brand,
-         of_code, of_user) in stream(db, claimed):
+         of_code, of_user, claim_time) in stream(db, claimed):
         where = 'code %d (%s) of brand %d' % (code_id, code, brand_id)
         if user_id is None or claim_id is None or claimed_at is None:
             reason = ('is claimed only in part: user %s, claim %s, claimed at %s'
@@ -164,6 +165,9 @@ def _check_claims(db, problem):
             reason = 'is claimed by audit row %d, which does not exist' % claim_id
         elif action != CLAIM:
             reason = 'is claimed by audit row %d, which is a %s' % (claim_id, action)
+        elif (of_brand, of_code, of_user) == (brand_id, code, user_id):
+            reason = ('was claimed at %s, but its claim %d is dated %s'
+                      % (claimed_at, claim_id, claim_time))
         else:
             reason = ('went to user %d, but its claim %d gave code %s of brand %d to user %d'
                       % (user_id, claim_id, of_code, of_brand, of_user))

@@ -4,7 +4,9 @@ One row per generation and per claim, in id order, over a range of UTC
 days of the time each was written (``created_at``), up to the settled
 audit id (``audit.settled_id``: on PostgreSQL the export waits for the
 writers still holding a smaller id, a generation of a million codes for up
-to its 9 s). The rows are read through the
+to its 9 s). A row's time is read after its id (migration 0011), so an
+export of a closed day, once it has waited, holds every row that day will
+ever have. The rows are read through the
 functions the discounts domain publishes (``balance_api.discounts.audit``),
 never from its tables. ``uid`` keeps that user's claims; there is no
 filter by action (``action=`` is an unknown key, 801).

@@ -90,6 +90,17 @@ def test_a_code_moved_to_another_user(claimed):
     assert 'went to user 3, but its claim' in problems[0][1] and 'to user 1' in problems[0][1]
 
 
+def test_a_claim_redated_behind_its_audit_row(claimed):
+    p = _param()
+    _sql("UPDATE discount_code SET claimed_at = '2020-01-02 03:04:05' WHERE code = %s" % p,
+         (claimed[1],))
+    _, problems = _problems()
+    assert [kind for kind, _ in problems] == ['discount claim']
+    assert problems[0][1].startswith('code %d (%s) of brand 1 was claimed at 2020-01-02 03:04:05'
+                                     ', but its claim %d is dated '
+                                     % (_code_id(claimed[1]), claimed[1], _claim_row(claimed[1])))
+
+
 def test_a_claim_whose_audit_row_is_gone(claimed):
     row = _claim_row(claimed[2])
     _sql('DELETE FROM discount_audit WHERE id = %d' % row)
@@ -150,8 +161,8 @@ def test_a_user_holding_two_codes(claimed, drop_index):
     code_id, code = _unclaimed_code()
     p = _param()
     _sql("INSERT INTO discount_audit (created_at, action, brand_id, codes, code, user_id) "
-         "VALUES (CURRENT_TIMESTAMP, 'claim', 1, 1, %s, 1)" % p, (code,))
-    _sql('UPDATE discount_code SET user_id = 1, claimed_at = CURRENT_TIMESTAMP, '
+         "VALUES ('2026-01-01 00:00:00', 'claim', 1, 1, %s, 1)" % p, (code,))
+    _sql("UPDATE discount_code SET user_id = 1, claimed_at = '2026-01-01 00:00:00', "
          'claim_id = (SELECT MAX(id) FROM discount_audit) WHERE id = %d' % code_id)
     _, problems = _problems()
     assert [kind for kind, _ in problems] == ['discount user holds two'] * 2
