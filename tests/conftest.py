@@ -256,11 +256,14 @@ def bank_postgres(request):
 @pytest.fixture
 def restartable_postgres_url(request):
     """The emptied test database on a local cluster this test may restart
-    (the bank workloads). Without BALANCE_API_TEST_RESTART_POSTGRES=1: a skip,
-    before any database is touched; allowed but without the cluster or root:
-    a skip, in CI a failure."""
+    (the bank workloads; ``bank_postgres`` asks for it only where restarts are
+    allowed). Without BALANCE_API_TEST_RESTART_POSTGRES=1: a skip, before any
+    database is touched; allowed but without the cluster or root: a skip. With
+    BALANCE_API_REQUIRE_POSTGRES=1 (CI) either is a failure."""
     refusal = postgres_restart_refusal()
     if refusal is not None:
+        if REQUIRE_POSTGRES:
+            pytest.fail(refusal)
         pytest.skip(refusal)
     postgres_url = request.getfixturevalue('postgres_url')
     from bank import postgres_cluster

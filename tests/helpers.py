@@ -344,3 +344,46 @@ def rechain(db):
             Account.update(balance=balance, last_hash=chain[account_id],
                            last_posted_at=newest[account_id]).where(
                 Account.id == account_id).execute()
+
+
+@contextlib.contextmanager
+def generation_held_open(db, brand_id, number):
+    """A generation of ``number`` codes for the brand, in a thread of its own,
+    held open after its audit row and codes are written (its audit id taken,
+    nothing committed) until the block ends; then committed. Raises what the
+    generation raised."""
+    import threading
+    from balance_api.discounts import service
+    in_flight, release = threading.Event(), threading.Event()
+    failures = []
+
+    def generation():
+        try:
+            with db.connection_context():
+                service.generate(db, brand_id, number,
+                                 on_batch=lambda: (in_flight.set(), release.wait(30)))
+        except Exception as exc:   # raised below, in the test's thread
+            failures.append(exc)
+            in_flight.set()
+
+    generating = threading.Thread(target=generation)
+    generating.start()
+    try:
+        assert in_flight.wait(30), 'the generation never wrote its codes'
+        yield
+    finally:
+        release.set()
+        generating.join(30)
+    if failures:
+        raise failures[0]
+
+
+def waits_for(block, seconds=1.0):
+    """Run ``block()`` in a thread; ``(thread, answers)`` after ``seconds``: the
+    thread still alive if ``block`` is waiting, ``answers`` its result once done."""
+    import threading
+    answers = []
+    running = threading.Thread(target=lambda: answers.append(block()))
+    running.start()
+    running.join(seconds)
+    return running, answers

@@ -272,6 +272,9 @@ def publish():
             for totals, published in list(_every_thread):
                 for name, labels, gained in _gains(totals, published):
                     if gained:
+                        # Prometheus keeps doubles. The money-moved counter is a
+                        # monitoring figure, never read back as money: the
+                        # journal is the record, in Decimal.
                         metrics.child(name, labels).inc(float(gained))
     except Exception:
         # Counting must never fail a request; the counts wait for the next try.

@@ -17,7 +17,7 @@ from balance_api.exports.discounts import DISCOUNTS
 from balance_api.storage.db import database
 from discounts_helpers import GENERATE, claim, user_key
 from gunicorn_server import bearer, create_key_in
-from helpers import assert_error, assert_ok
+from helpers import assert_error, assert_ok, generation_held_open, waits_for
 
 HEADER = 'id,date,action,brand_id,codes,code,user_id,key_name\r\n'
 
@@ -180,31 +180,12 @@ def test_an_export_waits_for_a_generation_that_took_its_audit_id_first(signed, a
     """PostgreSQL hands out audit ids before commit: a claim committed after a
     generation still in flight has the larger id. An export taken meanwhile
     waits for the generation, so its row is in the export, not skipped for good."""
-    import threading
-    from balance_api.discounts import service
-    db = database.obj
-    in_flight, release = threading.Event(), threading.Event()
-    failures, answers = [], []
-
-    def generation():
-        try:
-            with db.connection_context():
-                service.generate(db, 3, 2, on_batch=lambda: (in_flight.set(), release.wait(30)))
-        except Exception as exc:   # reported by the assertion below
-            failures.append(exc)
-
-    generating = threading.Thread(target=generation)
-    generating.start()
-    assert in_flight.wait(30)
-    exporting = threading.Thread(target=lambda: answers.append(
-        signed.simulate_get('/export/discounts', params=_range(format='jsonl'))))
-    exporting.start()
-    exporting.join(1.0)
-    assert exporting.is_alive(), 'the export did not wait for the generation'
-    release.set()
-    generating.join(30)
+    with generation_held_open(database.obj, 3, 2):
+        exporting, answers = waits_for(lambda: signed.simulate_get(
+            '/export/discounts', params=_range(format='jsonl')))
+        assert exporting.is_alive(), 'the export did not wait for the generation'
     exporting.join(30)
-    assert not failures and answers
+    assert answers
     lines = [json.loads(line) for line in answers[0].text.splitlines()]
     rows, manifest = lines[:-1], lines[-1]['manifest']
     assert [(row['action'], row['brand_id']) for row in rows][-1] == ('generate', 3)

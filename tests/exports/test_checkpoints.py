@@ -21,7 +21,8 @@ from balance_api.money.verify import verify_ledger
 from balance_api.points.verify import verify_points
 from balance_api.storage.db import database
 from gunicorn_server import bearer
-from helpers import AMOUNT_FORMAT, FORM, add, rechain, send_json, transfer
+from helpers import (AMOUNT_FORMAT, FORM, add, generation_held_open, rechain, send_json, transfer,
+                     waits_for)
 
 
 @pytest.fixture
@@ -356,30 +357,12 @@ def test_an_audit_row_committed_after_a_checkpoint_under_a_smaller_id_is_waited_
     """PostgreSQL hands out audit ids before commit: a generation takes its id
     first and commits last. A checkpoint taken meanwhile waits for it, so a
     smaller id committed after the checkpoint cannot pass under it."""
-    from balance_api.discounts import service
-    in_flight, release = threading.Event(), threading.Event()
-    failures = []
-
-    def generation():
-        try:
-            with db.connection_context():
-                service.generate(db, 1, 5, on_batch=lambda: (in_flight.set(), release.wait(30)))
-        except Exception as exc:   # reported by the assertion below
-            failures.append(exc)
-
-    generating = threading.Thread(target=generation)
-    generating.start()
-    assert in_flight.wait(30)
-    codes(3)                           # a claim takes a larger id and commits first
-    taken = []
-    checkpointing = threading.Thread(target=lambda: taken.append(take(db, key, path)))
-    checkpointing.start()
-    checkpointing.join(1.0)
-    assert checkpointing.is_alive(), 'the checkpoint did not wait for the generation'
-    release.set()
-    generating.join(30)
+    with generation_held_open(db, 1, 5):
+        codes(3)                       # a claim takes a larger id and commits first
+        checkpointing, taken = waits_for(lambda: take(db, key, path))
+        assert checkpointing.is_alive(), 'the checkpoint did not wait for the generation'
     checkpointing.join(30)
-    assert not failures and taken
+    assert taken
     [first] = [b for b in taken[0]['discount_brands'] if b['brand_id'] == 1]
     assert (first['audit_rows'], first['generated'], first['claimed']) == (5, 15, 3)
     assert check(db, path) == []
